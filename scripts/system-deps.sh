@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the tests need (PostgreSQL, Chromium). Idempotent: installs only what is missing.
+set -euo pipefail
+need=()
+command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "system-deps: missing ${need[*]}; run as root or install them with apt-get" >&2
+    exit 1
+  fi
+  echo "system-deps: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
