@@ -157,6 +157,11 @@ class WorkflowStep:
         """Journal keys answered locally in this execution (for divergence checks, S36)."""
         return list(self._hits)
 
+    def absorb_hits(self, keys: list[str] | tuple[str, ...]) -> None:
+        """Add hits made by a copy of this step in an isolate (it reports them when ``run``
+        ends), so the host's divergence check sees every key the execution asked for."""
+        self._hits.extend(k for k in keys if isinstance(k, str) and k in self.journal)
+
     def _next(self, name: str) -> int:
         count = self._counts.get(name, 0) + 1
         self._counts[name] = count
