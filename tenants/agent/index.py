@@ -55,8 +55,5 @@ async def fetch(request: Request, env: Any) -> Response:
         if request.method == "POST" and parts[2:] == ["review"]:
             await instance.send_event(type="review", payload=await request.json())
             return Response.json({"id": instance.id, "sent": "review"}, status=202)
-        st = await instance.status()
-        return Response.json(
-            {"id": instance.id, "status": st.status, "output": st.output, "error": st.error}
-        )
+        return Response.json(await instance.status())
     return Response.json({"error": "not found", "try": "POST /tasks"}, status=404)

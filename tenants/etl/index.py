@@ -82,8 +82,5 @@ async def fetch(request: Request, env: Any) -> Response:
         instance = await env.WORKFLOWS.create(params=body)
         return Response.json({"id": instance.id}, status=201)
     if request.method == "GET" and len(parts) == 2 and parts[0] == "runs":
-        st = await (await env.WORKFLOWS.get(parts[1])).status()
-        return Response.json(
-            {"id": parts[1], "status": st.status, "output": st.output, "error": st.error}
-        )
+        return Response.json(await (await env.WORKFLOWS.get(parts[1])).status())
     return Response.json({"error": "not found", "try": "POST /runs"}, status=404)

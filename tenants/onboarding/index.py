@@ -89,8 +89,5 @@ async def fetch(request: Request, env: Any) -> Response:
             await instance.send_event(type="approval", payload=verdict)
             return Response.json({"id": instance.id, "sent": "approval"}, status=202)
         if request.method == "GET" and len(parts) == 2:
-            st = await instance.status()
-            return Response.json(
-                {"id": instance.id, "status": st.status, "output": st.output, "error": st.error}
-            )
+            return Response.json(await instance.status())
     return Response.json({"error": "not found", "try": "POST /signup"}, status=404)

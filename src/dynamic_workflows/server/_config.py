@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-TOKEN_ENV = "DYNWF_ADMIN_TOKEN"
+TOKEN_ENV = "DYNWF_ADMIN_TOKEN"  # noqa: S105 (the variable name, not a secret)
 
 
 @dataclass(frozen=True)
