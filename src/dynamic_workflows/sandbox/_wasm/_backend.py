@@ -1,0 +1,595 @@
+"""The ``wasm`` backend: tenant Python in the runner component, one fresh store per call.
+
+One wasmtime ``Engine`` per backend, one compiled runner, one linker whose single host
+function (``dynwf:runner/host.call``) serves every run. A run executes in a worker thread
+(wasm releases the GIL); its host calls find their run through a thread-local and reach the
+asyncio loop with ``run_coroutine_threadsafe(...).result(timeout)``.
+
+Limits, per store: linear memory through ``set_limits`` (always set); CPU through an epoch
+deadline (a ticker thread per engine bumps the epoch every ``tick`` seconds), counted as time
+spent in wasm: the deadline is re-armed after each host call with what is left; wall time
+through the same deadline plus the host-call timeout. A trap is classified into
+``IsolateLimitError(limit)`` and the store discarded; every store is closed explicitly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import inspect
+import itertools
+import math
+import threading
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import orjson
+import wasmtime
+from wasmtime import component
+
+from ...rpc import ExportTable, Exposed, Exposure
+from ...sdk import (
+    IsolateLimitError,
+    Journal,
+    Request,
+    Response,
+    StepOps,
+    WorkflowError,
+    WorkflowEvent,
+    WorkflowInternalError,
+    decode_value,
+    encode_value,
+    error_from_dict,
+    error_to_dict,
+)
+from .. import _isolate
+from .._isolate import BackendName, CodeBundle, LogSink, RunResult
+from .._limits import DEFAULT_LIMITS, IsolateLimits
+from ._build import (
+    COMPONENTIZE_PY_VERSION,
+    ENGINE_FLAGS,
+    WASMTIME_VERSION,
+    Progress,
+    RunnerBuildError,
+    cache_dir,
+    load_runner,
+    new_engine,
+)
+from ._requests import (
+    MAX_DEPTH,
+    CapCall,
+    DoBegin,
+    DoEnd,
+    GuestRequest,
+    GuestRequestError,
+    Sleep,
+    WaitForEvent,
+    check_depth,
+    config_dict,
+    outcome_dict,
+    parse_request,
+)
+
+HOST_INTERFACE = "dynwf:runner/host@0.1.0"
+MIN_MEMORY_MB = 15
+"""The runner's own linear memory needs 14.3 MiB before any tenant code runs."""
+TICK_SECONDS = 0.01
+MAX_RESULT = 16 << 20
+"""Characters in one ``run`` result from the guest."""
+_SHAREABLE = (WorkflowError, ValueError, TypeError, LookupError)
+
+_local = threading.local()
+_isolate_ids = itertools.count(1)
+
+
+class _Abort(Exception):
+    """Raised from the host function to trap the guest (wall time, cancellation)."""
+
+
+@dataclasses.dataclass
+class _Output:
+    """One stream's captured bytes, capped; complete lines go to the log sink."""
+
+    limit: int
+    data: bytearray = dataclasses.field(default_factory=bytearray)
+    dropped: int = 0
+
+    def write(self, chunk: bytes) -> None:
+        room = max(0, self.limit - len(self.data))
+        self.data += chunk[:room]
+        self.dropped += max(0, len(chunk) - room)
+
+
+class _Run:
+    """Everything one call into the guest needs on the host side; one per store."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        ops: StepOps | None,
+        limits: IsolateLimits,
+        exposures: Mapping[type, Exposure],
+    ) -> None:
+        self.loop = loop
+        self.ops = ops
+        self.exports = ExportTable()
+        self.exposures = exposures
+        self.started = time.monotonic()
+        self.wall_deadline = self.started + limits.wall_seconds
+        self.cpu_budget = limits.cpu_seconds
+        self.wasm_seconds = 0.0
+        self.resumed = self.started
+        self.stopped: str | None = None
+        """Why the host trapped the guest: ``"wall"`` or ``"cancelled"``."""
+        self.violations: list[str] = []
+        self.host_calls = 0
+        self.stdout = _Output(limits.max_log_bytes)
+        self.stderr = _Output(limits.max_log_bytes)
+
+    def deadline_ticks(self) -> int:
+        now = time.monotonic()
+        left = min(self.cpu_budget - self.wasm_seconds, self.wall_deadline - now)
+        return max(1, math.ceil(left / TICK_SECONDS))
+
+    # -- values to the guest: JSON, with exposed host objects as {"$cap": n, "props"} --
+    def export(self, value: Any) -> Any:
+        return orjson.loads(orjson.dumps(value, default=self._default))
+
+    def _default(self, obj: Any) -> Any:
+        if isinstance(obj, bytes | bytearray | memoryview):
+            return {"$bytes": base64.b64encode(bytes(obj)).decode("ascii")}
+        found = _exposure_of(obj, self.exposures)
+        if found is None:
+            raise TypeError(f"{type(obj).__name__} cannot be handed to a wasm isolate")
+        target, exposure = found
+        cap_id = self.exports.export(obj, target, exposure)
+        props = {name: getattr(target, name) for name in exposure.props}
+        return {"$cap": cap_id, "props": props}
+
+
+def _exposure_of(obj: Any, exposures: Mapping[type, Exposure]) -> tuple[Any, Exposure] | None:
+    """The rpc package's rule, over our own transport: only objects whose class lists
+    ``__rpc_methods__``, that were ``expose()``d, or whose type is registered, cross."""
+    if isinstance(obj, Exposed):
+        return obj.target, obj.exposure
+    methods = getattr(type(obj), "__rpc_methods__", None)
+    if isinstance(methods, frozenset | set):
+        props = tuple(getattr(type(obj), "__rpc_props__", ()))
+        return obj, Exposure(frozenset(m for m in methods if not m.startswith("_")), props)
+    for cls in type(obj).__mro__:
+        exposure = exposures.get(cls)
+        if exposure is not None:
+            return obj, exposure
+    return None
+
+
+def _lost(message: str) -> Exception:
+    """``IsolateLost`` when the sandbox defines it, else an internal error."""
+    lost = getattr(_isolate, "IsolateLost", None)
+    if isinstance(lost, type) and issubclass(lost, Exception):
+        return lost(message)
+    return WorkflowInternalError(message)
+
+
+class WasmBackend:
+    """The ``wasm`` isolate backend; one engine, one compiled runner, many isolates."""
+
+    name: BackendName = "wasm"
+
+    def __init__(
+        self,
+        *,
+        max_threads: int = 4,
+        exposures: Mapping[type, Exposure] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.engine = new_engine()
+        self.exposures: Mapping[type, Exposure] = dict(exposures or {})
+        self._progress = progress
+        self._limiter = anyio.CapacityLimiter(max_threads)
+        self._component: component.Component | None = None
+        self._linker: component.Linker | None = None
+        self._build_error: BaseException | None = None
+        self._built = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._isolates: set[WasmIsolate] = set()
+        self.closed = False
+
+    # -- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the epoch ticker and the background build/load of the runner; idempotent."""
+        if self._threads:
+            return
+        for target, name in ((self._tick, "dynwf-wasm-ticker"), (self._load, "dynwf-wasm-build")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK_SECONDS):
+            self.engine.increment_epoch()
+
+    def _load(self) -> None:
+        try:
+            self._component = load_runner(self.engine, self._progress)
+            linker = component.Linker(self.engine)
+            linker.add_wasip2()
+            with linker.root() as root, root.add_instance(HOST_INTERFACE) as host:
+                host.add_func("call", _host_call)
+            self._linker = linker
+        except BaseException as error:
+            self._build_error = error
+        finally:
+            self._built.set()
+
+    async def ready(self) -> None:
+        """Wait for the runner; a failed build is a :class:`RunnerBuildError` every time."""
+        self.start()
+        while not self._built.is_set():
+            await anyio.to_thread.run_sync(self._built.wait, 0.5)
+        if self._build_error is not None:
+            raise RunnerBuildError(
+                f"the wasm runner is not available: {self._build_error}"
+            ) from self._build_error
+
+    async def new_isolate(self, limits: IsolateLimits = DEFAULT_LIMITS) -> WasmIsolate:
+        if self.closed:
+            raise WorkflowError("the wasm backend is closed")
+        await self.ready()
+        isolate = WasmIsolate(self, limits)
+        self._isolates.add(isolate)
+        return isolate
+
+    def confinement_report(self) -> dict[str, Any]:
+        """What every wasm isolate gets; the same for all of them."""
+        return {
+            "backend": "wasm",
+            "wasmtime": WASMTIME_VERSION,
+            "componentize_py": COMPONENTIZE_PY_VERSION,
+            "engine_flags": ENGINE_FLAGS,
+            "runner_ready": self._component is not None,
+            "runner_error": None if self._build_error is None else str(self._build_error),
+            "cache_dir": str(cache_dir()),
+            "wasi": {"preopens": 0, "env": 0, "args": 0, "network": "denied", "stdin": "empty"},
+            "memory": "store limit (set_limits), at least 15 MiB",
+            "cpu": f"epoch deadline, {TICK_SECONDS * 1000:.0f} ms ticks, time in wasm",
+            "fresh_store_per_call": True,
+            "stdout_stderr": "captured and capped",
+        }
+
+    async def aclose(self) -> None:
+        self.closed = True
+        for isolate in list(self._isolates):
+            await isolate.close()
+        self._stop.set()
+        for thread in self._threads:
+            if thread.name == "dynwf-wasm-ticker":
+                await anyio.to_thread.run_sync(thread.join)
+
+    # -- one call into the guest, in a worker thread ---------------------------------------
+    async def invoke(  # noqa: PLR0917
+        self,
+        code: str,
+        request: dict[str, Any],
+        limits: IsolateLimits,
+        ops: StepOps | None,
+        env: Mapping[str, Any],
+        sink: LogSink | None,
+        instance_id: str | None,
+    ) -> dict[str, Any]:
+        await self.ready()
+        run = _Run(asyncio.get_running_loop(), ops, limits, self.exposures)
+        try:
+            request = {**request, "env": run.export(dict(env))}
+        except TypeError as error:
+            raise WorkflowError(f"env cannot be handed to a wasm isolate: {error}") from None
+        payload = orjson.dumps(request).decode()
+        memory = max(MIN_MEMORY_MB, limits.memory_mb) << 20
+        try:
+            raw = await anyio.to_thread.run_sync(
+                self._execute, run, code, payload, memory, limiter=self._limiter
+            )
+        except BaseException:
+            run.stopped = run.stopped or "cancelled"
+            raise
+        finally:
+            _deliver_logs(run, sink, instance_id)
+        return self._result(run, raw)
+
+    def _execute(self, run: _Run, code: str, request: str, memory: int) -> str | Exception:
+        """In the worker thread: a fresh store and instance, one ``run`` call, then close."""
+        assert self._component is not None and self._linker is not None
+        store = wasmtime.Store(self.engine)
+        try:
+            wasi = wasmtime.WasiConfig()  # nothing granted: no preopens, env, args, stdin
+            wasi.stdout_custom = run.stdout.write
+            wasi.stderr_custom = run.stderr.write
+            store.set_wasi(wasi)
+            store.set_limits(memory_size=memory)
+            store.set_epoch_deadline(run.deadline_ticks())
+            _local.run = run
+            _local.store = store
+            run.resumed = time.monotonic()
+            try:
+                instance = self._linker.instantiate(store, self._component)
+                entry = instance.get_func(store, "run")
+                assert entry is not None
+                result = entry(store, code, request)
+                entry.post_return(store)
+            except wasmtime.WasmtimeError as error:
+                return error
+            if not isinstance(result, str):
+                return WorkflowInternalError("the wasm runner returned no string")
+            return result
+        finally:
+            _local.run = None
+            _local.store = None
+            store.close()
+
+    def _result(self, run: _Run, raw: str | Exception) -> dict[str, Any]:
+        if isinstance(raw, Exception):
+            raise _classify(run, raw)
+        if run.stopped is not None:
+            raise _classify(run, WorkflowInternalError(run.stopped))
+        if len(raw) > MAX_RESULT:
+            raise _lost("the wasm guest returned an oversized result")
+        try:
+            result = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _lost("the wasm guest returned a result that is not JSON") from None
+        if not isinstance(result, dict) or result.get("outcome") not in _OUTCOMES:
+            raise _lost("the wasm guest returned a malformed result")
+        if result["outcome"] == "limit":
+            raise IsolateLimitError("memory")
+        try:
+            check_depth(result, MAX_DEPTH + 4)
+        except GuestRequestError:
+            raise _lost("the wasm guest returned a result nested too deeply") from None
+        return result
+
+
+_OUTCOMES = {"return", "raise", "stop", "limit"}
+
+
+def _classify(run: _Run, error: Exception) -> Exception:
+    """Every way a call can die maps to one typed error (STYLE: one enum at the boundary)."""
+    message = str(error)
+    if run.stopped == "wall":
+        return IsolateLimitError("wall")
+    if run.stopped == "cancelled":
+        return _lost("the wasm call was cancelled")
+    if "interrupt" in message:
+        walled = time.monotonic() >= run.wall_deadline - TICK_SECONDS
+        return IsolateLimitError("wall" if walled else "cpu")
+    if "all fuel consumed" in message:
+        return IsolateLimitError("cpu")
+    if "call stack exhausted" in message:
+        return IsolateLimitError("stack")
+    if "memory" in message and ("limit" in message or "grow" in message):
+        return IsolateLimitError("memory")
+    first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    return _lost(f"the wasm guest trapped: {first[:300]}")
+
+
+def _deliver_logs(run: _Run, sink: LogSink | None, instance_id: str | None) -> None:
+    if sink is None:
+        return
+    now = time.time()
+    for stream, output in (("stdout", run.stdout), ("stderr", run.stderr)):
+        text = output.data.decode("utf-8", "replace")
+        for line in text.splitlines():
+            with contextlib.suppress(Exception):
+                sink({"stream": stream, "line": line, "instance_id": instance_id, "ts": now})
+        if output.dropped:
+            note = f"[{output.dropped} bytes of {stream} dropped: over the isolate's log limit]"
+            with contextlib.suppress(Exception):
+                sink({"stream": "stderr", "line": note, "instance_id": instance_id, "ts": now})
+
+
+# -- the host function ---------------------------------------------------------------------
+def _host_call(store: Any, raw: str) -> str:
+    """``host.call`` for every run: validate, hand to the loop, wait, re-arm the deadline."""
+    run: _Run | None = getattr(_local, "run", None)
+    if run is None:
+        raise _Abort("host call outside a run")
+    entered = time.monotonic()
+    run.wasm_seconds += entered - run.resumed
+    run.host_calls += 1
+    if run.stopped is not None:
+        raise _Abort(run.stopped)
+    try:
+        request = parse_request(raw)
+        reply: Any = _wait(run, _serve(run, request))
+    except _Abort:
+        raise
+    except BaseException as error:
+        if isinstance(error, GuestRequestError):
+            run.violations.append(error.reason)
+        reply = {"error": _shareable(error)}
+    try:
+        text = orjson.dumps(reply, default=run._default).decode()
+    except TypeError as error:
+        text = orjson.dumps(
+            {"error": {"name": "WorkflowInternalError", "message": f"not a JSON value: {error}"}}
+        ).decode()
+    now = time.monotonic()
+    if now >= run.wall_deadline:
+        run.stopped = "wall"
+        raise _Abort("wall")
+    run.resumed = now
+    wasmtime.Store.set_epoch_deadline(store, run.deadline_ticks())
+    return text
+
+
+def _wait(run: _Run, work: Awaitable[Any]) -> Any:
+    future = asyncio.run_coroutine_threadsafe(_awaited(work), run.loop)
+    try:
+        return future.result(timeout=max(0.0, run.wall_deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError:
+        future.cancel()
+        run.stopped = "wall"
+        raise _Abort("wall") from None
+    except concurrent.futures.CancelledError:
+        run.stopped = "cancelled"
+        raise _Abort("cancelled") from None
+
+
+async def _awaited(work: Awaitable[Any]) -> Any:
+    return await work
+
+
+def _shareable(error: BaseException) -> dict[str, str]:
+    if isinstance(error, _SHAREABLE):
+        return error_to_dict(error)
+    return {"name": "WorkflowInternalError", "message": "internal error on the host"}
+
+
+async def _serve(run: _Run, request: GuestRequest) -> Any:
+    """One validated request, on the loop."""
+    if isinstance(request, CapCall):
+        fn = run.exports.resolve(request.cap, request.method)
+        result = fn(*decode_value(request.args), **decode_value(request.kwargs))
+        if inspect.isawaitable(result):
+            result = await result
+        return {"value": result}
+    ops = run.ops
+    if ops is None:
+        raise GuestRequestError(f"{type(request).__name__} outside a workflow run")
+    if isinstance(request, DoBegin):
+        return await ops.do_begin(request.name, request.count, config_dict(request.config))
+    if isinstance(request, DoEnd):
+        outcome: Any = outcome_dict(request.outcome)
+        return await ops.do_end(request.name, request.count, request.attempt, outcome)
+    if isinstance(request, Sleep):
+        return await ops.sleep(request.name, request.count, request.seconds, request.until)
+    if isinstance(request, WaitForEvent):
+        return await ops.wait_for_event(request.name, request.count, request.type, request.timeout)
+    raise GuestRequestError("unknown op")
+
+
+class WasmIsolate:
+    """One tenant code version in the wasm backend. It holds only the sources: each call
+    gets a fresh store and instance, so no state survives between runs or tenants."""
+
+    backend: BackendName = "wasm"
+
+    def __init__(self, owner: WasmBackend, limits: IsolateLimits) -> None:
+        self.id = f"wasm-{next(_isolate_ids)}"
+        self._owner = owner
+        self.limits = limits
+        self._code: str | None = None
+        self._env: Mapping[str, Any] = {}
+        self._sink: LogSink | None = None
+        self._closed = False
+        self.confinement: Mapping[str, Any] = owner.confinement_report()
+
+    async def load(self, code: CodeBundle) -> None:
+        if code.pickled_entrypoints:
+            raise WorkflowError(
+                "the wasm backend runs source code only: pickled entrypoints need the "
+                "in-process or subprocess backend"
+            )
+        sources = {"main": code.main_module, "modules": dict(code.modules)}
+        self._code = orjson.dumps(sources).decode()
+        self._env = dict(code.env)
+        self.limits = code.limits
+        self.confinement = self._owner.confinement_report()
+
+    def _loaded(self) -> str:
+        if self._closed:
+            raise _lost("the wasm isolate is closed")
+        if self._code is None:
+            raise WorkflowError("no code loaded into this wasm isolate")
+        return self._code
+
+    async def _invoke(
+        self, request: dict[str, Any], ops: StepOps | None, instance_id: str | None
+    ) -> dict[str, Any]:
+        code = self._loaded()
+        return await self._owner.invoke(
+            code, request, self.limits, ops, self._env, self._sink, instance_id
+        )
+
+    async def run_workflow(
+        self,
+        entrypoint: str,
+        event: WorkflowEvent,
+        ops: StepOps,
+        journal: Journal,
+        *,
+        step_limit: int,
+    ) -> RunResult:
+        request = {
+            "kind": "workflow",
+            "entrypoint": entrypoint,
+            "event": event.to_wire(),
+            "journal": journal,
+            "step_limit": step_limit,
+        }
+        result = await self._invoke(request, ops, event.instance_id)
+        hits = result.get("hits") or []
+        if not isinstance(hits, list) or not all(isinstance(h, str) for h in hits):
+            raise _lost("the wasm guest reported malformed hits")
+        outcome = result["outcome"]
+        if outcome == "return":
+            return RunResult("return", value=result.get("value"), hits=tuple(hits))
+        if outcome == "stop":
+            return RunResult("stop", hits=tuple(hits))
+        return RunResult("raise", error=_error_of(result), hits=tuple(hits))
+
+    async def fetch(self, entrypoint: str | None, request: Request) -> Response:
+        wire = {"kind": "fetch", "entrypoint": entrypoint, "request": request.to_wire()}
+        result = await self._invoke(wire, None, None)
+        if result["outcome"] != "return":
+            raise error_from_dict(_error_of(result))
+        value = result.get("value")
+        if not isinstance(value, dict):
+            raise _lost("the wasm guest returned a malformed response")
+        try:
+            return Response.from_wire(value)
+        except (ValueError, TypeError) as error:
+            raise _lost(f"the wasm guest returned a malformed response: {error}") from None
+
+    async def call(self, entrypoint: str, method: str, args: list[Any]) -> Any:
+        wire: dict[str, Any] = {"kind": "call", "entrypoint": entrypoint, "method": method}
+        wire["args"] = [encode_value(a) for a in args]
+        result = await self._invoke(wire, None, None)
+        if result["outcome"] != "return":
+            raise error_from_dict(_error_of(result))
+        return decode_value(result.get("value"))
+
+    def on_log(self, sink: LogSink) -> None:
+        self._sink = sink
+
+    @property
+    def alive(self) -> bool:
+        return not self._closed and not self._owner.closed
+
+    async def close(self) -> None:
+        self._closed = True
+        self._code = None
+        self._owner._isolates.discard(self)
+
+
+def _error_of(result: dict[str, Any]) -> dict[str, str]:
+    error = result.get("error")
+    if not isinstance(error, dict):
+        return {"name": "WorkflowInternalError", "message": "the wasm guest raised no error"}
+    return {
+        "name": str(error.get("name") or "Error")[:256],
+        "message": str(error.get("message") or "")[: 64 * 1024],
+    }
+
+
+async def open_wasm_backend(**options: Any) -> WasmBackend:
+    """Create and start a backend: the runner loads (or builds) in the background."""
+    backend = WasmBackend(**options)
+    backend.start()
+    return backend
