@@ -14,6 +14,9 @@ class IsolateLimits:
     """Address space (subprocess: RLIMIT_AS) or linear memory (wasm: store limits)."""
     cpu_seconds: float = 30.0
     """CPU time one isolate may burn per call before it is stopped."""
+    cpu_seconds_total: float = 3600.0
+    """CPU time the isolate may burn over its whole life (subprocess: RLIMIT_CPU, soft <
+    hard); a backstop behind the per-call budget, after which the isolate is replaced."""
     wall_seconds: float = 600.0
     """Wall time one call may take before the host kills the isolate (a step's own
     ``timeout`` is enforced inside the isolate first)."""
@@ -33,10 +36,17 @@ class IsolateLimits:
     def with_wall_seconds(self, value: float) -> IsolateLimits:
         return replace(self, wall_seconds=value)
 
+    def with_cpu_seconds_total(self, value: float) -> IsolateLimits:
+        return replace(self, cpu_seconds_total=value)
+
+    def with_max_processes(self, value: int) -> IsolateLimits:
+        return replace(self, max_processes=value)
+
     def to_wire(self) -> dict[str, float | int]:
         return {
             "memory_mb": self.memory_mb,
             "cpu_seconds": self.cpu_seconds,
+            "cpu_seconds_total": self.cpu_seconds_total,
             "wall_seconds": self.wall_seconds,
             "max_open_files": self.max_open_files,
             "max_file_bytes": self.max_file_bytes,
