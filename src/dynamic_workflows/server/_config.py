@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from ..sandbox import DEFAULT_LIMITS, IsolateLimits
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 TOKEN_ENV = "DYNWF_ADMIN_TOKEN"  # noqa: S105 (the variable name, not a secret)
@@ -31,6 +33,8 @@ class ServerConfig:
     max_isolates: int = 100
     idle_timeout: float = 300.0
     playground: bool = True
+    limits: IsolateLimits = field(default=DEFAULT_LIMITS)
+    """Every tenant's isolate limits (S40): memory, CPU and wall time per call."""
 
     def token(self) -> str | None:
         token = self.admin_token if self.admin_token is not None else os.environ.get(TOKEN_ENV)

@@ -119,6 +119,7 @@ class Platform:
             modules=dict(modules),
             env={BINDING: wrap_workflow_binding(tenant_metadata(tenant))},
             global_outbound=None,
+            limits=self.config.limits,
         )
 
     def deploy(self, tenant: str, modules: Mapping[str, str], source: str) -> tuple[str, bool]:
