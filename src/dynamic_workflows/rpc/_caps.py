@@ -1,8 +1,9 @@
 """Capabilities: host objects the peer may call, by explicit allow-list only.
 
-An object becomes callable from the other side only when it is a :class:`Capability`
-(its class lists ``rpc_methods``), was wrapped with :func:`expose`, or its type is registered
-in the connection's ``exposures``. It is then put in the connection's export table and sent
+An object becomes callable from the other side only when its class lists
+``__rpc_methods__`` (subclass :class:`Capability`, or just set the attribute: layers that
+may not import ``rpc`` do that), was wrapped with :func:`expose`, or its type is registered in
+the connection's ``exposures``. It is then put in the connection's export table and sent
 as ``{"$cap": n, "props": {...}}``; the peer can name it by ``n`` and nothing else.
 ``props`` are static JSON attributes (an instance handle's ``id``) read without a round trip.
 Ids are never reused, so a revoked or guessed id is an error on that call, not another object.
@@ -18,13 +19,11 @@ from ._errors import CapabilityError
 
 
 class Capability:
-    """Base class for objects handed to the peer; only ``rpc_methods`` can be called."""
+    """Base class for objects handed to the peer: only ``__rpc_methods__`` can be called,
+    and the attributes named in ``__rpc_props__`` are sent along with the reference."""
 
-    rpc_methods: ClassVar[frozenset[str]] = frozenset()
-
-    def rpc_props(self) -> dict[str, Any]:
-        """Static JSON attributes sent with the reference."""
-        return {}
+    __rpc_methods__: ClassVar[frozenset[str]] = frozenset()
+    __rpc_props__: ClassVar[tuple[str, ...]] = ()
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,10 @@ def exposure_of(obj: Any, exposures: Exposures) -> tuple[Any, Exposure] | None:
     """``(target, exposure)`` when ``obj`` may be handed over, else None."""
     if isinstance(obj, Exposed):
         return obj.target, obj.exposure
-    if isinstance(obj, Capability):
-        return obj, Exposure(type(obj).rpc_methods, ())
+    methods = getattr(type(obj), "__rpc_methods__", None)
+    if isinstance(methods, frozenset | set):
+        props = tuple(getattr(type(obj), "__rpc_props__", ()))
+        return obj, Exposure(frozenset(m for m in methods if not m.startswith("_")), props)
     for cls in type(obj).__mro__:
         exposure = exposures.get(cls)
         if exposure is not None:
@@ -68,9 +69,7 @@ def exposure_of(obj: Any, exposures: Exposures) -> tuple[Any, Exposure] | None:
     return None
 
 
-def props_of(obj: Any, target: Any, exposure: Exposure) -> dict[str, Any]:
-    if isinstance(obj, Capability):
-        return obj.rpc_props()
+def props_of(target: Any, exposure: Exposure) -> dict[str, Any]:
     return {name: getattr(target, name) for name in exposure.props}
 
 

@@ -218,7 +218,7 @@ class Connection(asyncio.Protocol):
         if ref is None:
             target, exposure = found
             cap_id = self._exports.export(obj, target, exposure)
-            ref = {"$cap": cap_id, "props": props_of(obj, target, exposure)}
+            ref = {"$cap": cap_id, "props": props_of(target, exposure)}
             self._frame_seen[id(obj)] = ref
             self._frame_caps.append(cap_id)
         return ref

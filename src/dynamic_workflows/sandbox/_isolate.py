@@ -10,10 +10,49 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from ..sdk import Journal, Request, Response, StepOps, WorkflowEvent
+from ..sdk import (
+    IsolateLimitError,
+    Journal,
+    Request,
+    Response,
+    StepOps,
+    WorkflowError,
+    WorkflowEvent,
+    WorkflowInternalError,
+    WorkflowTimeoutError,
+)
 from ._limits import DEFAULT_LIMITS, IsolateLimits
 
 BackendName = Literal["inprocess", "subprocess", "wasm"]
+LimitName = Literal["memory", "cpu", "wall"]
+
+CRASH_MESSAGE = "Attempt failed due to internal workflows error"
+
+
+class IsolateLost(Exception):
+    """The isolate died under a call (a limit, a killed step timeout, a crash).
+
+    ``error`` is what the affected attempt failed with: ``IsolateLimitError(limit)`` for a
+    limit, ``WorkflowTimeoutError`` when the host killed a step past its timeout (S17),
+    ``WorkflowInternalError`` for any other crash (S8). The loader turns it into the
+    engine's ``ExecutionInterrupted(error)``.
+    """
+
+    def __init__(self, error: WorkflowError) -> None:
+        super().__init__(f"isolate lost: {error.name}: {error.message}")
+        self.error = error
+
+    @classmethod
+    def limit(cls, limit: LimitName) -> IsolateLost:
+        return cls(IsolateLimitError(limit))
+
+    @classmethod
+    def timeout(cls, seconds: float) -> IsolateLost:
+        return cls(WorkflowTimeoutError(f"Execution timed out after {round(seconds * 1000)}ms"))
+
+    @classmethod
+    def crash(cls) -> IsolateLost:
+        return cls(WorkflowInternalError(CRASH_MESSAGE))
 
 
 @dataclass(frozen=True)
@@ -74,8 +113,8 @@ class Isolate(Protocol):
         step_limit: int,
     ) -> RunResult:
         """``EntrypointClass(ctx, env).run(event, step)`` inside the isolate; ``step`` is a
-        proxy whose ops call back into ``ops`` on the host. Raises ``IsolateLimitError`` (with
-        ``.limit``) when the isolate dies over a limit, ``IsolateCrashedError`` otherwise."""
+        proxy whose ops call back into ``ops`` on the host. Raises :class:`IsolateLost` when
+        the isolate dies under the call."""
 
     async def fetch(self, entrypoint: str | None, request: Request) -> Response:
         """The tenant's ``fetch(request, env)`` (module-level) or ``Entrypoint.fetch``."""
