@@ -77,16 +77,20 @@ _steps: list[sdk.WorkflowStep] = []
 
 
 class _Capability:
-    """A host object handed over in ``env``: each method call is one ``cap`` host call."""
+    """A host object handed over in ``env``: each method call is one ``cap`` host call;
+    its ``props`` (static attributes) are read locally."""
 
-    __slots__ = ("_cap",)
+    __slots__ = ("_cap", "_props")
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, props: dict[str, Any]) -> None:
         self._cap = cap
+        self._props = props
 
     def __getattr__(self, method: str) -> Any:
         if method.startswith("_"):
             raise AttributeError(method)
+        if method in self._props:
+            return self._props[method]
         cap = self._cap
 
         async def invoke(*args: Any, **kwargs: Any) -> Any:
@@ -108,14 +112,16 @@ class _Capability:
 
 
 def _revive(value: Any) -> Any:
-    """``decode_value`` that also turns ``{"$cap": n}`` markers into capability proxies."""
+    """``decode_value`` that also turns ``{"$cap": n, "props": {...}}`` into proxies."""
     if isinstance(value, list):
         return [_revive(v) for v in value]
     if isinstance(value, dict):
+        cap = value.get("$cap")
+        if isinstance(cap, int) and set(value) <= {"$cap", "props"}:
+            props = value.get("props")
+            return _Capability(cap, _revive(props) if isinstance(props, dict) else {})
         if len(value) == 1:
             ((key, inner),) = value.items()
-            if key == "$cap" and isinstance(inner, int):
-                return _Capability(inner)
             if key == "$esc" and isinstance(inner, dict):
                 return {k: _revive(v) for k, v in inner.items()}
             if key == "$bytes":

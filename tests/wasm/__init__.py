@@ -1,0 +1,1 @@
+"""Tests of the wasm isolate backend (marker ``wasm``)."""
