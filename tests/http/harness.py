@@ -145,3 +145,10 @@ def wait_step(client: httpx.Client, uid: str, name: str, state: str) -> dict[str
 
     result: dict[str, Any] = wait_for(check, what=f"step {name!r} of {uid} to be {state}")
     return result
+
+
+@contextmanager
+def module_server(root: Path) -> Iterator[Running]:
+    """The server the HTTP tests share: the example tenants, the probe, a token."""
+    with serve(root, admin_token=TOKEN) as running:
+        yield running

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
-from harness import TOKEN, Running, wait_status, wait_step
+from harness import TOKEN, Running, module_server, wait_status, wait_step
 
 API = "/admin/api"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with module_server(tmp_path_factory.mktemp("dynwf")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: Running) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
 
 
 def _start(client: httpx.Client, **params: object) -> dict[str, str]:

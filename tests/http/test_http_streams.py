@@ -9,9 +9,22 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from harness import Running
+import pytest
+from harness import Running, module_server
 
 API = "/admin/api"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with module_server(tmp_path_factory.mktemp("dynwf")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: Running) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
 
 
 def _events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
-from harness import Running, wait_for
+import pytest
+from harness import Running, module_server, wait_for
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    with module_server(tmp_path_factory.mktemp("dynwf")) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: Running) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
 
 
 def test_header_routing_reaches_the_tenant_fetch(client: httpx.Client) -> None:

@@ -122,7 +122,7 @@ async def parse_body(request: HTTPRequest, model: type[M], limit: int) -> M:
 
 
 def _status_dict(st: InstanceStatus) -> dict[str, Any]:
-    data = asdict(st) if is_dataclass(st) else dict(st)  # type: ignore[call-overload]
+    data = asdict(st) if is_dataclass(st) else dict(st)
     return {k: _jsonable(v) for k, v in data.items()}
 
 

@@ -49,12 +49,13 @@ class PlaygroundBody(_Body):
 
 
 def openapi_schemas() -> dict[str, Any]:
+    models: dict[str, type[BaseModel]] = {
+        "DeployBody": DeployBody,
+        "CreateBody": CreateBody,
+        "EventBody": EventBody,
+        "PlaygroundBody": PlaygroundBody,
+    }
     return {
         name: model.model_json_schema(ref_template="#/components/schemas/{model}")
-        for name, model in {
-            "DeployBody": DeployBody,
-            "CreateBody": CreateBody,
-            "EventBody": EventBody,
-            "PlaygroundBody": PlaygroundBody,
-        }.items()
+        for name, model in models.items()
     }
