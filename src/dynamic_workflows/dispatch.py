@@ -73,6 +73,7 @@ class TenantInstance:
     """An instance handle as a tenant sees it: its own params and status, nothing else."""
 
     __rpc_methods__ = frozenset({"status", "pause", "resume", "terminate", "restart", "send_event"})
+    __rpc_props__ = ("id",)
 
     def __init__(self, handle: InstanceHandle) -> None:
         self._handle = handle
