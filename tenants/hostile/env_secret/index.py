@@ -1,0 +1,41 @@
+"""Hostile tenant: read the host's secret environment variable.
+
+Reports what happened as JSON: ``escaped`` (the attack worked) and ``result``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any
+
+from dynamic_workflows.sdk import Request, Response
+
+
+def _blocked(exc: BaseException) -> dict[str, Any]:
+    code = getattr(exc, "errno", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    return {"escaped": False, "result": f"{type(exc).__name__} {name}".strip(), "detail": str(exc)}
+
+
+async def fetch(request: Request, env: Any) -> Response:
+    params = await request.json()
+    try:
+        result = attack(params)
+    except (OSError, socket.gaierror) as exc:
+        return Response.json(_blocked(exc))
+    return Response.json(result)
+
+
+def attack(params: dict[str, Any]) -> dict[str, Any]:
+    name = params["secret_name"]
+    if name in os.environ:
+        return {"escaped": True, "result": f"os.environ has {name}"}
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            if name.encode() in f.read():
+                return {"escaped": True, "result": f"/proc/self/environ has {name}"}
+    except OSError:
+        pass
+    return {"escaped": False, "result": f"absent ({len(os.environ)} variables)"}

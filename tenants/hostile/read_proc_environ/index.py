@@ -1,0 +1,41 @@
+"""Hostile tenant: read /proc/1/environ and the dispatcher's /proc/PID/environ.
+
+Reports what happened as JSON: ``escaped`` (the attack worked) and ``result``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+from dynamic_workflows.sdk import Request, Response
+
+
+def _blocked(exc: BaseException) -> dict[str, Any]:
+    code = getattr(exc, "errno", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    return {"escaped": False, "result": f"{type(exc).__name__} {name}".strip(), "detail": str(exc)}
+
+
+async def fetch(request: Request, env: Any) -> Response:
+    params = await request.json()
+    try:
+        result = attack(params)
+    except (OSError, socket.gaierror) as exc:
+        return Response.json(_blocked(exc))
+    return Response.json(result)
+
+
+def attack(params: dict[str, Any]) -> dict[str, Any]:
+    error: OSError | None = None
+    for path in ("/proc/1/environ", f"/proc/{params['host_pid']}/environ"):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            error = error or exc
+            continue
+        return {"escaped": True, "result": f"read {len(data)} bytes of {path}"}
+    assert error is not None
+    raise error
