@@ -152,3 +152,15 @@ def module_server(root: Path) -> Iterator[Running]:
     """The server the HTTP tests share: the example tenants, the probe, a token."""
     with serve(root, admin_token=TOKEN) as running:
         yield running
+
+
+def in_background(server: Running, method: str, path: str, **kwargs: Any) -> threading.Thread:
+    """Send one request from another thread (while this one reads a stream)."""
+
+    def send() -> None:
+        with server.client() as c:
+            c.request(method, path, **kwargs)
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    return thread

@@ -4,13 +4,12 @@ heartbeats keep idle streams open, and instance updates stream from the engine."
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from harness import Running, module_server
+from harness import Running, in_background, module_server
 
 API = "/admin/api"
 
@@ -49,12 +48,13 @@ def test_sse_delivers_a_tenant_log_line_live(server: Running, client: httpx.Clie
         for kind, value in events:
             if kind == "comment" and value == "live":
                 break
-        threading.Thread(target=lambda: server.client().get("/t/probe/log")).start()
+        sender = in_background(server, "GET", "/t/probe/log")
         for kind, value in events:
             if kind == "log" and value["line"] == "probe log line":
                 assert value["tenant"] == "probe"
                 assert value["stream"] in ("stdout", "log")
                 break
+    sender.join()
 
 
 def test_late_subscribers_get_recent_lines_then_heartbeats(client: httpx.Client) -> None:
@@ -87,11 +87,9 @@ def test_instance_logs_and_updates_stream(server: Running, client: httpx.Client)
         for kind, value in events:
             if kind == "comment" and value == "live":
                 break
-        threading.Thread(
-            target=lambda: server.client().post(
-                f"{API}/instances/{uid}/events", json={"type": "go", "payload": 1}
-            )
-        ).start()
+        sender = in_background(
+            server, "POST", f"{API}/instances/{uid}/events", json={"type": "go", "payload": 1}
+        )
         seen = []
         for kind, value in events:
             if kind == "instance":
@@ -101,5 +99,6 @@ def test_instance_logs_and_updates_stream(server: Running, client: httpx.Client)
                 if value["kind"] == "complete":
                     break
         assert "event_received" in seen
+    sender.join()
     assert client.get(f"{API}/tenants/nobody/logs").status_code == 404
     assert client.get(f"{API}/instances/nope/logs").status_code == 404

@@ -29,7 +29,7 @@ class LogRecord(TypedDict):
     line: str
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     queue: asyncio.Queue[LogRecord]
     replay: list[LogRecord]
