@@ -6,6 +6,8 @@ import asyncio
 import uuid
 from typing import Any
 
+import pytest
+
 from dynamic_workflows.runtime import InstanceStatus
 from dynamic_workflows.sdk import (
     StepContext,
@@ -174,27 +176,40 @@ class ConfigOnReplay(WorkflowEntrypoint):
     """The config comes from ``env``, so a second engine can replay with a broken one."""
 
     async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
-        value = await step.do("cfg", lambda: "ran", retries=self.env["retries"])
+        try:
+            value = await step.do("cfg", lambda: "ran", retries=self.env["retries"])
+        except WorkflowFatalError as error:
+            return error_to_dict(error)
         await step.sleep("nap", "1 hour")
         return value
 
 
+@pytest.mark.parametrize("mode", ["warn", "error"])
 async def test_s3_config_validated_on_replay(
-    make_engine: MakeEngine, register: Register, clock: RecordingClock
+    make_engine: MakeEngine, register: Register, clock: RecordingClock, mode: str
 ) -> None:
+    # The replay raises the config error into run() although cfg-1 is recorded. The run
+    # then never asked for cfg-1, which S36 calls a divergence: with on_divergence="warn"
+    # the run's own handling of the S3 error shows; with "error" the divergence wins.
     first = make_engine()
     register(first, "WF", ConfigOnReplay, env={"retries": {"limit": 1, "delay": 1}})
     async with first:
         inst = await first.binding("WF").create(id="replayed")
         await wait_status(inst, "waiting")
-    second = make_engine()
+    second = make_engine(on_divergence=mode)
     register(second, "WF", ConfigOnReplay, env={"retries": {"limit": 1}})
     async with second:
         inst = await second.binding("WF").get("replayed")
         clock.advance(3600)
         st = await wait_status(inst, "complete", "errored")
-    assert st.status == "errored"
-    assert st.error == {"name": "WorkflowFatalError", "message": CONFIG_MSG.format("cfg")}
+    if mode == "warn":
+        assert st.status == "complete"
+        assert st.output == {"name": "WorkflowFatalError", "message": CONFIG_MSG.format("cfg")}
+    else:
+        assert st.status == "errored"
+        assert st.error is not None
+        assert st.error["name"] == "WorkflowNonDeterminismError"
+        assert "cfg-1" in st.error["message"]
 
 
 # --- S4 ------------------------------------------------------------------------------------
@@ -527,7 +542,7 @@ class Sensitive(WorkflowEntrypoint):
         except Exception as caught:
             error = error_to_dict(caught)
         await step.sleep("nap", "1 hour")
-        return {"secret": secret, "error": error}
+        return {"reversed": secret["token"][::-1], "error": error}
 
 
 async def test_s11_sensitive_output_is_redacted_everywhere_it_is_shown(
@@ -542,7 +557,7 @@ async def test_s11_sensitive_output_is_redacted_everywhere_it_is_shown(
         listed = await engine.list_instances(workflow="WF")
     assert st.status == "complete"
     assert st.output == {
-        "secret": {"token": SECRET},
+        "reversed": SECRET[::-1],  # the workflow got the real value
         "error": {"name": "ValueError", "message": "errors stay visible"},
     }
     for shown in (waiting, st):

@@ -484,6 +484,28 @@ async def test_s18_context_config_is_a_copy() -> None:
     assert ops.configs["m-1"] == expected
 
 
+async def test_s18_mutating_context_config_does_not_change_retries() -> None:
+    # the author zeroes ctx.config's retry limit: the step still retries per its real
+    # config, and the dynamic delay is still asked for (engine-findings: SPEC-1)
+    ops = ScriptedOps()
+    step = WorkflowStep(ops)
+    delays: list[int] = []
+
+    def delay(ctx: StepContext, error: Exception) -> float:
+        delays.append(ctx.attempt)
+        return 3.0
+
+    def mutate(ctx: StepContext) -> str:
+        ctx.config["retries"]["limit"] = 0
+        if ctx.attempt == 1:
+            raise ValueError("again")
+        return "ok"
+
+    assert await step.do("m", mutate, retries={"limit": 2, "delay": delay}) == "ok"
+    assert delays == [1]
+    assert ops.ends()[0]["delay"] == 3.0
+
+
 # --- S14 dynamic delay -----------------------------------------------------------------------
 
 
