@@ -218,6 +218,8 @@ class Execution:
                 wait.future.set_result(None)
 
         wait.timer = self.engine.clock.call_at(wait.deadline, due)
+        if self._derived_status() != self.status and not self.closed:
+            self.write_later(self.tx())  # S20: waiting (a replayed wait wrote no record)
         self.busy -= 1
         self._check_idle_soon()
         try:
@@ -846,20 +848,11 @@ class Execution:
             if how == "return":
                 try:
                     output = encode_value(value, path="the workflow's return value")
-                    size = len(dumps(output).encode("utf-8"))
                 except Exception as bad:
                     await self.fail(
                         WorkflowFatalError(
                             "Serialization failed: the workflow returned a value which is not "
                             f"serialisable ({bad})"
-                        )
-                    )
-                    return
-                if size > self.engine.limits.max_payload_bytes:
-                    await self.fail(
-                        WorkflowInternalError(
-                            "Workflow output is too large. Maximum allowed size is "
-                            f"{size_text(self.engine.limits.max_payload_bytes)}."
                         )
                     )
                     return

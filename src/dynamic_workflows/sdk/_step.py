@@ -245,7 +245,7 @@ class WorkflowStep:
         except NonRetryableError as error:
             return {"error": _error_dict(error), "retryable": False}
         except Exception as error:
-            return await self._failed(error, ctx, delay_fn)
+            return await self._failed(error, ctx, delay_fn, _retry_limit(decision))
         try:
             return {"value": encode_value(result, path=f'the step "{ctx.step.name}"')}
         except NotJSONError:
@@ -258,10 +258,13 @@ class WorkflowStep:
             }
 
     async def _failed(
-        self, error: Exception, ctx: StepContext, delay_fn: Callable[..., Any] | None
+        self,
+        error: Exception,
+        ctx: StepContext,
+        delay_fn: Callable[..., Any] | None,
+        limit: int,
     ) -> Outcome:
         outcome: Outcome = {"error": _error_dict(error), "retryable": True}
-        limit = ctx.config.get("retries", {}).get("limit", 0)
         if delay_fn is None or ctx.attempt > limit:
             return outcome
         key = step_key(ctx.step.name, ctx.step.count)
@@ -349,6 +352,13 @@ class WorkflowStep:
 def _error_dict(error: BaseException) -> ErrorDict:
     data = error_to_dict(error)
     return {"name": data["name"], "message": data["message"]}
+
+
+def _retry_limit(decision: Decision) -> int:
+    """From the host's decision, not ``ctx.config``: the callback may have mutated its copy."""
+    retries = (decision.get("config") or {}).get("retries")
+    limit = retries.get("limit", 0) if isinstance(retries, dict) else 0
+    return limit if isinstance(limit, int) else 0
 
 
 def _delay_failed(message: str) -> Outcome:
