@@ -84,7 +84,7 @@ def test_playground_run_lights_up_its_steps(server: Running, page: Any, artifact
     expect(card.locator('li[data-step="count letters"]')).to_contain_text("2 attempts")
     expect(card.locator('li[data-step="fetch api key"] .out')).to_have_text("[REDACTED]")
     expect(card.locator(".logs")).to_contain_text("Hello, Ada!", timeout=LONG)
-    expect(card.locator('[data-role="output"]')).to_contain_text('"letters":8')
+    expect(card.locator('[data-role="output"]')).to_contain_text('"letters": 8')
     page.screenshot(path=str(artifacts / "playground.png"), full_page=True)
 
     # an error in the code shows as the run's error
@@ -122,5 +122,5 @@ def test_dashboard_pauses_and_resumes_an_instance(
     page.fill("#event-payload", '{"ok": true}')
     page.click("#btn-send")
     expect(page.locator("#detail-badge .badge")).to_have_text("complete", timeout=LONG)
-    expect(page.locator("#detail-result")).to_contain_text('"ok":true')
+    expect(page.locator("#detail-result")).to_contain_text('"ok": true')
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)

@@ -99,6 +99,11 @@ export function fmtTime(ts) {
   return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
 
+export function fmtPretty(v) {
+  if (v === "[REDACTED]") return v;
+  return JSON.stringify(v, null, 2) ?? "null";
+}
+
 export function fmtValue(v) {
   if (v === "[REDACTED]") return v;
   const text = JSON.stringify(v, null, 1);
@@ -119,9 +124,10 @@ export function stepItem(step) {
     el("span", { class: "icon", title: step.state }, icon),
     el("span", { class: "name" }, step.name || "(unnamed)", meta && el("small", {}, meta)),
     el("span", { class: "dur" }, step.state === "complete" || step.state === "errored"
-      ? fmtDuration(step.start, step.end) : step.state === "waiting" ? "waiting…" : "running…"));
+      ? fmtDuration(step.start, step.end)
+      : step.state === "waiting" ? `waiting ${fmtDuration(step.start, null)}` : "running…"));
   if (step.error) li.append(el("div", { class: "out err" }, `${step.error.name}: ${step.error.message}`));
-  else if (step.state === "complete" && step.output !== undefined) {
+  else if (step.state === "complete" && kind !== "sleep" && step.output !== undefined) {
     li.append(el("div", { class: step.output === "[REDACTED]" ? "out redacted" : "out" }, fmtValue(step.output)));
   }
   return li;

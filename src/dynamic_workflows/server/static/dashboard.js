@@ -1,4 +1,4 @@
-import { api, stream, el, badge, stepItem, logLine, fmtTime, toast, setupAuthBar, debounce, fmtValue } from "./common.js";
+import { api, stream, el, badge, stepItem, logLine, fmtTime, toast, setupAuthBar, debounce, fmtValue, fmtPretty } from "./common.js";
 
 const PAGE = 20;
 const state = { tenant: null, status: "", offset: 0, selected: null, stopDetail: [] };
@@ -126,7 +126,7 @@ async function loadDetail(uid) {
   document.getElementById("btn-send").disabled = terminal;
   const result = document.getElementById("detail-result");
   result.replaceChildren();
-  if (st.status === "complete") result.append(el("p", {}, "Output"), el("div", { class: "result" }, fmtValue(st.output)));
+  if (st.status === "complete") result.append(el("p", {}, "Output"), el("div", { class: "result", "data-role": "output" }, fmtPretty(st.output)));
   if (st.error) result.append(el("p", {}, "Error"), el("div", { class: "result err" }, `${st.error.name}: ${st.error.message}`));
   const steps = st.steps || [];
   document.getElementById("timeline").replaceChildren(...(steps.length ? steps.map(stepItem) : [el("div", { class: "empty" }, st.status === "queued" ? "queued…" : "no steps yet")]));

@@ -1,4 +1,4 @@
-import { api, stream, el, badge, stepItem, logLine, fmtValue, setupAuthBar, debounce } from "./common.js";
+import { api, stream, el, badge, stepItem, logLine, fmtValue, fmtPretty, setupAuthBar, debounce } from "./common.js";
 
 const SEED = `from dynamic_workflows.sdk import WorkflowEntrypoint
 
@@ -34,6 +34,7 @@ const runError = document.getElementById("run-error");
 
 function syncGutter() {
   const n = code.value.split("\n").length;
+  code.style.height = `${Math.max(460, (n + 2) * 20 + 24)}px`;
   gutter.textContent = Array.from({ length: n }, (_, i) => i + 1).join("\n");
   gutter.scrollTop = code.scrollTop;
 }
@@ -101,7 +102,7 @@ function addCard({ uid, id, tenant }) {
     if (st.steps && st.steps.length) steps.replaceChildren(...st.steps.map(stepItem));
     if (st.status === "complete") {
       result.hidden = false;
-      result.replaceChildren(el("div", { class: "result", "data-role": "output" }, fmtValue(st.output)));
+      result.replaceChildren(el("div", { class: "result", "data-role": "output" }, fmtPretty(st.output)));
     } else if (st.error) {
       result.hidden = false;
       result.replaceChildren(el("div", { class: "result err", "data-role": "error" }, `${st.error.name}: ${st.error.message}`));
