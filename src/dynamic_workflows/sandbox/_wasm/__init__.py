@@ -34,9 +34,12 @@ How it differs from the subprocess backend:
 - A step's ``timeout`` cannot interrupt a callback mid-way (no event loop); the isolate's
   CPU and wall limits bound it instead (``IsolateLimitError``).
 - Memory is the store's linear-memory limit (``limits.memory_mb``, at least 15 MiB): going
-  over is a ``MemoryError`` in the guest, reported as ``IsolateLimitError("memory")``.
-  CPU is time spent executing wasm (an epoch deadline; host calls do not count); deep
-  recursion past Python's limit traps as ``IsolateLimitError("stack")``.
+  over is a ``MemoryError`` in the guest: inside a step it fails the attempt with
+  ``IsolateLimitError("memory")`` (retried per the step's config); escaping ``run`` it is
+  ``IsolateLost(IsolateLimitError("memory"))``. CPU is time spent executing wasm (an epoch
+  deadline; host calls do not count); over it, or over wall time, the call dies with
+  ``IsolateLost(IsolateLimitError("cpu" | "wall"))``, and deep recursion past Python's own
+  limit traps as ``IsolateLimitError("stack")``, like the subprocess backend's kills.
 - Nothing survives between calls: every call is a fresh instance (the subprocess backend
   keeps a warm process with its imported modules). Module-level state resets each run.
 - Pickled entrypoints are refused: the wasm backend runs sources only.

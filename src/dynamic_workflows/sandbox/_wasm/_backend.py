@@ -9,7 +9,8 @@ Limits, per store: linear memory through ``set_limits`` (always set); CPU throug
 deadline (a ticker thread per engine bumps the epoch every ``tick`` seconds), counted as time
 spent in wasm: the deadline is re-armed after each host call with what is left; wall time
 through the same deadline plus the host-call timeout. A trap is classified into
-``IsolateLimitError(limit)`` and the store discarded; every store is closed explicitly.
+``IsolateLost(IsolateLimitError(limit))`` (``cpu``, ``memory``, ``stack``, ``wall``; any other
+death is ``IsolateLost.crash()``) and the store discarded; every store is closed explicitly.
 """
 
 from __future__ import annotations
@@ -48,8 +49,7 @@ from ...sdk import (
     error_from_dict,
     error_to_dict,
 )
-from .. import _isolate
-from .._isolate import BackendName, CodeBundle, LogSink, RunResult
+from .._isolate import BackendName, CodeBundle, IsolateLost, LogSink, RunResult
 from .._limits import DEFAULT_LIMITS, IsolateLimits
 from ._build import (
     COMPONENTIZE_PY_VERSION,
@@ -169,12 +169,12 @@ def _exposure_of(obj: Any, exposures: Mapping[type, Exposure]) -> tuple[Any, Exp
     return None
 
 
-def _lost(message: str) -> Exception:
-    """``IsolateLost`` when the sandbox defines it, else an internal error."""
-    lost = getattr(_isolate, "IsolateLost", None)
-    if isinstance(lost, type) and issubclass(lost, Exception):
-        return lost(message)
-    return WorkflowInternalError(message)
+def _lost(reason: str, error: WorkflowError | None = None) -> IsolateLost:
+    """The call died: ``error`` is what the attempts in flight fail with (a limit, or the
+    S8 crash error); ``reason`` is kept as a note for whoever reads the traceback."""
+    lost = IsolateLost(error) if error is not None else IsolateLost.crash()
+    lost.add_note(f"wasm: {reason}")
+    return lost
 
 
 class WasmBackend:
@@ -347,7 +347,7 @@ class WasmBackend:
         if not isinstance(result, dict) or result.get("outcome") not in _OUTCOMES:
             raise _lost("the wasm guest returned a malformed result")
         if result["outcome"] == "limit":
-            raise IsolateLimitError("memory")
+            raise _lost("MemoryError escaped the run", IsolateLimitError("memory"))
         try:
             check_depth(result, MAX_DEPTH + 4)
         except GuestRequestError:
@@ -358,24 +358,25 @@ class WasmBackend:
 _OUTCOMES = {"return", "raise", "stop", "limit"}
 
 
-def _classify(run: _Run, error: Exception) -> Exception:
+def _classify(run: _Run, error: Exception) -> IsolateLost:
     """Every way a call can die maps to one typed error (STYLE: one enum at the boundary)."""
     message = str(error)
+    first = message.strip().splitlines()[0][:300] if message.strip() else type(error).__name__
     if run.stopped == "wall":
-        return IsolateLimitError("wall")
+        return _lost("over the wall-time limit", IsolateLimitError("wall"))
     if run.stopped == "cancelled":
-        return _lost("the wasm call was cancelled")
+        return _lost("the call was cancelled")
     if "interrupt" in message:
         walled = time.monotonic() >= run.wall_deadline - TICK_SECONDS
-        return IsolateLimitError("wall" if walled else "cpu")
+        limit = "wall" if walled else "cpu"
+        return _lost(f"epoch deadline: {first}", IsolateLimitError(limit))
     if "all fuel consumed" in message:
-        return IsolateLimitError("cpu")
+        return _lost(first, IsolateLimitError("cpu"))
     if "call stack exhausted" in message:
-        return IsolateLimitError("stack")
+        return _lost(first, IsolateLimitError("stack"))
     if "memory" in message and ("limit" in message or "grow" in message):
-        return IsolateLimitError("memory")
-    first = message.strip().splitlines()[0] if message.strip() else type(error).__name__
-    return _lost(f"the wasm guest trapped: {first[:300]}")
+        return _lost(first, IsolateLimitError("memory"))
+    return _lost(f"the guest trapped: {first}")
 
 
 def _deliver_logs(run: _Run, sink: LogSink | None, instance_id: str | None) -> None:
@@ -504,7 +505,7 @@ class WasmIsolate:
 
     def _loaded(self) -> str:
         if self._closed:
-            raise _lost("the wasm isolate is closed")
+            raise _lost("the isolate is closed")
         if self._code is None:
             raise WorkflowError("no code loaded into this wasm isolate")
         return self._code

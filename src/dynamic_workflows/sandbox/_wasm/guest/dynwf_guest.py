@@ -58,7 +58,8 @@ class _HostOps:
         error = outcome.get("error")
         if error is not None and error.get("name") == "MemoryError":
             # The store's memory limit surfaces as MemoryError in the guest (S40).
-            outcome = {"error": {"name": "IsolateLimitError", "message": _MEMORY}}
+            error = {"name": "IsolateLimitError", "message": _MEMORY}
+            outcome = {"error": error, "retryable": True}
         request = {"op": "do_end", "name": name, "count": count, "attempt": attempt}
         return _host({**request, "outcome": outcome})
 

@@ -1,0 +1,264 @@
+"""Hostile tenants against the wasm backend: a table of attack snippets, each blocked with
+the expected error, and the host unharmed (the same backend runs a normal tenant after)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import textwrap
+from typing import Any
+
+import anyio
+import pytest
+
+from dynamic_workflows.sandbox import IsolateLimits, IsolateLost, RunResult
+from dynamic_workflows.sandbox._wasm import WasmBackend, WasmIsolate
+from dynamic_workflows.sdk import IsolateLimitError, WorkflowInternalError
+
+from .conftest import ScriptedOps, event, load
+
+pytestmark = pytest.mark.wasm
+
+LIMITS = IsolateLimits(memory_mb=48, cpu_seconds=0.5, wall_seconds=30.0)
+
+
+def workflow(body: str) -> dict[str, str]:
+    """A tenant whose ``run`` is ``body``."""
+    indented = textwrap.indent(textwrap.dedent(body).strip("\n"), " " * 8)
+    source = (
+        "import os, sys, socket\n"
+        "class W:\n"
+        "    def __init__(self, ctx, env):\n"
+        "        self.env = env\n"
+        "    async def run(self, event, step):\n"
+        f"{indented}\n"
+    )
+    return {"main": source}
+
+
+async def attack(backend: WasmBackend, body: str, ops: ScriptedOps | None = None) -> Any:
+    """Run ``body``; the RunResult, or the exception the host raised."""
+    isolate = await load(backend, workflow(body), limits=LIMITS)
+    try:
+        return await isolate.run_workflow("W", event(), ops or ScriptedOps(), {}, step_limit=100)
+    except Exception as error:
+        return error
+
+
+async def host_is_fine(backend: WasmBackend) -> None:
+    isolate = await load(backend, workflow("return await step.do('ok', lambda: 40 + 2)"))
+    result = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    assert result == RunResult("return", value=42)
+
+
+RAISES = [
+    ("read /etc/passwd", "open('/etc/passwd').read()", "FileNotFoundError"),
+    ("list the root", "os.listdir('/')", "FileNotFoundError"),
+    ("write a file", "open('/tmp/dynwf-wasm-pwned', 'w').write('x')", "FileNotFoundError"),
+    ("spawn a process", "import subprocess\nsubprocess.run(['id'])", "OSError"),
+    ("fork", "os.fork()", "AttributeError"),
+    ("start a thread", "import threading\nthreading.Thread(target=print).start()", "RuntimeError"),
+    (
+        "udp out",
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('1.1.1.1', 53))",
+        "PermissionError",
+    ),
+    ("listen", "s = socket.socket()\ns.bind(('0.0.0.0', 0))\ns.listen()", "PermissionError"),
+    ("import ctypes", "import ctypes", "ModuleNotFoundError"),
+    ("event loop", "import asyncio\nasyncio.run(asyncio.sleep(0))", "PermissionError"),
+    ("plain recursion", "def f(n):\n    return f(n + 1)\nf(0)", "RecursionError"),
+]
+
+
+@pytest.mark.parametrize(("body", "name"), [r[1:] for r in RAISES], ids=[r[0] for r in RAISES])
+async def test_blocked_with_a_python_error(backend: WasmBackend, body: str, name: str) -> None:
+    result = await attack(backend, body)
+    assert isinstance(result, RunResult), result
+    assert result.outcome == "raise" and result.error is not None
+    assert result.error["name"] == name, result.error
+    assert not await anyio.Path("/tmp/dynwf-wasm-pwned").exists()  # the write attack's target
+    await host_is_fine(backend)
+
+
+async def test_tcp_connect_reaches_nobody(backend: WasmBackend) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        port = listener.getsockname()[1]
+        result = await attack(backend, f"socket.create_connection(('127.0.0.1', {port}))")
+        assert isinstance(result, RunResult) and result.error is not None
+        result = await attack(backend, f"s = socket.socket()\ns.connect(('127.0.0.1', {port}))")
+        assert isinstance(result, RunResult) and result.error is not None
+        assert result.error["name"] == "PermissionError"
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody ever connected
+    await host_is_fine(backend)
+
+
+async def test_no_environment_argv_or_stdin(backend: WasmBackend) -> None:
+    os.environ["DYNWF_WASM_CANARY"] = "host secret"
+    try:
+        result = await attack(
+            backend,
+            "return [dict(os.environ), sys.argv, sys.stdin.read(), os.getenv('HOME'), os.getcwd()]",
+        )
+    finally:
+        del os.environ["DYNWF_WASM_CANARY"]
+    assert isinstance(result, RunResult)
+    assert result.value == [{}, [], "", None, "/"]
+
+
+LIMITED = [
+    ("list bomb", "x = [0] * (10 ** 9)", "memory"),
+    ("bytes bomb", "x = bytearray(10 ** 9)", "memory"),
+    ("append loop", "keep = []\nwhile True:\n    keep.append('x' * 100_000)", "memory"),
+    ("cpu spin", "while True:\n    pass", "cpu"),
+    (
+        "spin catching",
+        "while True:\n    try:\n        sum(range(10**6))\n    except BaseException:\n        pass",
+        "cpu",
+    ),
+    (
+        "deep recursion",
+        "sys.setrecursionlimit(10 ** 7)\ndef f(n):\n    return f(n + 1) + 1\nf(0)",
+        "stack",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "limit"), [r[1:] for r in LIMITED], ids=[r[0] for r in LIMITED])
+async def test_limits_end_the_call(backend: WasmBackend, body: str, limit: str) -> None:
+    result = await attack(backend, body)
+    assert isinstance(result, IsolateLost), result
+    assert isinstance(result.error, IsolateLimitError)
+    assert result.error.limit == limit
+    await host_is_fine(backend)
+
+
+async def test_memory_bomb_in_a_step_fails_that_attempt(backend: WasmBackend) -> None:
+    ops = ScriptedOps()
+    body = """
+    def bomb():
+        return len([0] * (10 ** 9))
+    try:
+        await step.do("bomb", bomb, retries={"limit": 1, "delay": 0})
+    except Exception as error:
+        return [error.name, getattr(error, "limit", None)]
+    """
+    result = await attack(backend, body, ops)
+    assert isinstance(result, RunResult) and result.outcome == "return"
+    assert result.value[0] == "IsolateLimitError"
+    ends = [c for c in ops.calls if c[0] == "do_end"]
+    assert len(ends) == 2  # retried per the step's config
+    assert all(c[4]["error"]["name"] == "IsolateLimitError" for c in ends)
+
+
+FORGED = [
+    "not json",
+    "[]",
+    "{}",
+    '{"op": "exec", "code": "print(1)"}',
+    '{"op": "do_begin", "name": "x", "count": 1}',
+    '{"op": "do_begin", "name": "x", "count": 0, "config": {}}',
+    '{"op": "do_begin", "name": "x", "count": 1, "config": {"retries": {"limit": -1}}}',
+    '{"op": "do_begin", "name": "x", "count": 1, "config": {}, "extra": 1}',
+    '{"op": "do_begin", "name": "bad\\u0000name", "count": 1, "config": {}}',
+    '{"op": "do_begin", "name": "' + "n" * 300 + '", "count": 1, "config": {}}',
+    '{"op": "do_end", "name": "x", "count": 1, "attempt": 1, "outcome": {}}',
+    '{"op": "do_end", "name": "x", "count": 1, "attempt": 1, "outcome": {"value": 1, '
+    '"error": {"name": "a", "message": "b"}}}',
+    '{"op": "sleep", "name": "s", "count": 1, "seconds": 1, "until": 2}',
+    '{"op": "sleep", "name": "s", "count": 1, "seconds": -5}',
+    '{"op": "wait_for_event", "name": "w", "count": 1, "type": 7}',
+    '{"op": "cap", "cap": 1, "method": "__class__"}',
+    '{"op": "cap", "cap": 1, "method": "_secret"}',
+    '{"op": "do_end", "name": "x", "count": 1, "attempt": 1, "outcome": {"value": '
+    + "[" * 200
+    + "]" * 200
+    + "}}",
+]
+
+
+async def test_forged_host_calls_are_refused(backend: WasmBackend) -> None:
+    ops = ScriptedOps()
+    forged = json.dumps(FORGED)
+    body = f"""
+    from wit_world.imports import host
+    replies = []
+    for raw in {forged} + ["x" * (9 << 20)]:
+        replies.append(json.loads(host.call(raw)))
+    return replies
+    """
+    result = await attack(backend, "import json\n" + textwrap.dedent(body), ops)
+    assert isinstance(result, RunResult) and result.outcome == "return", result
+    assert len(result.value) == len(FORGED) + 1
+    for raw, reply in zip(FORGED, result.value, strict=False):
+        assert reply["error"]["name"] == "GuestRequestError", (raw, reply)
+        assert "invalid host call" in reply["error"]["message"]
+    assert "limit" in result.value[-1]["error"]["message"]
+    assert ops.calls == []  # nothing reached the host's ops
+    await host_is_fine(backend)
+
+
+class Vault:
+    __rpc_methods__ = frozenset({"peek"})
+
+    def peek(self) -> str:
+        return "public"
+
+    def secret(self) -> str:
+        raise AssertionError("never reachable from the guest")
+
+
+async def test_capabilities_cannot_be_guessed_or_widened(backend: WasmBackend) -> None:
+    body = """
+    from wit_world.imports import host
+    def call(cap, method):
+        raw = json.dumps({"op": "cap", "cap": cap, "method": method})
+        return json.loads(host.call(raw))
+    return [
+        call(1, "peek"), call(1, "secret"), call(2, "peek"), call(0, "peek"),
+        call(99, "peek"), (await self.env.V.peek()),
+    ]
+    """
+    source = workflow("import json\n" + textwrap.dedent(body))
+    isolate = await load(backend, source, env={"V": Vault()}, limits=LIMITS)
+    result = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    assert result.outcome == "return", result.error
+    peek, secret, *unknown, proper = result.value
+    assert peek == {"value": "public"}
+    assert secret["error"]["name"] == "CapabilityError"
+    assert all(u["error"]["name"] == "CapabilityError" for u in unknown)
+    assert proper == "public"
+
+
+async def test_step_ops_outside_a_workflow_are_refused(backend: WasmBackend) -> None:
+    source = {
+        "main": """
+import json
+from wit_world.imports import host
+from dynamic_workflows import Response
+
+async def fetch(request, env):
+    raw = json.dumps({"op": "do_begin", "name": "x", "count": 1, "config": {}})
+    return Response(host.call(raw))
+"""
+    }
+    isolate = await load(backend, source)
+    from dynamic_workflows.sdk import Request
+
+    reply = json.loads((await isolate.fetch(None, Request())).body_bytes())
+    assert reply["error"]["name"] == "GuestRequestError"
+    assert "outside a workflow" in reply["error"]["message"]
+
+
+async def test_tampering_with_the_runner_is_contained(backend: WasmBackend) -> None:
+    # A tenant that breaks the runner's own JSON makes its result garbage: the call is lost
+    # (the S8 crash error), the host parses nothing it should not, and the next run is clean.
+    result = await attack(backend, "import json\njson.dumps = lambda *a, **k: 'garbage'\nreturn 1")
+    assert isinstance(result, IsolateLost)
+    assert isinstance(result.error, WorkflowInternalError)
+    isolate: WasmIsolate = await load(backend, workflow("import json\nreturn json.dumps([1])"))
+    clean = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    assert clean.value == "[1]"
+    await host_is_fine(backend)
