@@ -442,36 +442,43 @@ def logs(
 # -- audit, wasm, bench -------------------------------------------------------------------
 @app.command()
 def audit(
-    backend: Annotated[str, typer.Option(help="subprocess | wasm.")] = "subprocess",
+    backend: Annotated[str, typer.Option(help="The isolate backend to attack.")] = "subprocess",
 ) -> None:
     """Run the hostile-tenant battery on this machine; exit non-zero on any escape."""
-    try:
-        from .sandbox import _audit  # type: ignore[attr-defined]
-    except ImportError:
-        fail("the audit battery (dynamic_workflows.sandbox._audit) is not available in this build")
     import anyio
 
-    report = anyio.run(_audit.run_audit, backend)
+    try:
+        from .sandbox._audit import run_audit
+    except ImportError as error:
+        fail(f"the audit battery is not available in this build: {error}")
+    try:
+        report = anyio.run(run_audit, backend)
+    except (ValueError, FileNotFoundError) as error:
+        fail(str(error))
     _print_audit(report)
-    if report.get("escapes", 0) or any(r.get("escaped") for r in report.get("results", [])):
-        raise typer.Exit(1)
+    escapes = int(report.get("escapes", 0))
+    if escapes or not report.get("other_tenant_ok", True):
+        fail(f"{escapes} attack(s) escaped confinement on this host")
+    out.print(f"[green]no escapes[/]: {len(report.get('results', []))} attacks blocked")
 
 
 def _print_audit(report: dict[str, Any]) -> None:
     confinement = report.get("confinement") or {}
     if confinement:
-        conf = Table("mechanism", "applied", title="confinement", show_edge=False)
+        conf = Table("mechanism", "applied", title="confinement report", show_edge=False)
         for key, value in confinement.items():
             conf.add_row(str(key), str(value))
         out.print(conf)
     table = Table("attack", "expected", "result", "", show_edge=False, title="hostile tenants")
     for row in report.get("results", []):
-        ok = not row.get("escaped")
+        if row.get("escaped"):
+            verdict = "[red bold]ESCAPED[/]"
+        elif row.get("as_expected", True):
+            verdict = "[green]blocked[/]"
+        else:
+            verdict = "[yellow]blocked (unexpected error)[/]"
         table.add_row(
-            str(row.get("attack")),
-            str(row.get("expected")),
-            str(row.get("result")),
-            "[green]blocked[/]" if ok else "[red bold]ESCAPED[/]",
+            str(row.get("attack")), str(row.get("expected")), str(row.get("result")), verdict
         )
     out.print(table)
 
