@@ -469,14 +469,18 @@ def _print_audit(report: dict[str, Any]) -> None:
         for key, value in confinement.items():
             conf.add_row(str(key), str(value))
         out.print(conf)
-    table = Table("attack", "expected", "result", "", show_edge=False, title="hostile tenants")
+    table = Table(show_edge=False, title="hostile tenants", title_justify="left")
+    table.add_column("attack", no_wrap=True)
+    table.add_column("expected (blocked looks like)", overflow="fold")
+    table.add_column("result", overflow="fold")
+    table.add_column("", no_wrap=True)
     for row in report.get("results", []):
         if row.get("escaped"):
             verdict = "[red bold]ESCAPED[/]"
         elif row.get("as_expected", True):
             verdict = "[green]blocked[/]"
         else:
-            verdict = "[yellow]blocked (unexpected error)[/]"
+            verdict = "[yellow]blocked, unexpected error[/]"
         table.add_row(
             str(row.get("attack")), str(row.get("expected")), str(row.get("result")), verdict
         )
