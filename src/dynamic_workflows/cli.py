@@ -157,8 +157,9 @@ def steps_table(steps: list[dict[str, Any]], title: str | None = None) -> Table:
         result = ""
         if s.get("error"):
             result = f"[red]{s['error'].get('name')}: {s['error'].get('message')}[/]"
-        elif s.get("state") == "complete":
-            result = json.dumps(s.get("output"))[:200]
+        elif s.get("state") == "complete" and s.get("kind") != "sleep":
+            result = json.dumps(s.get("output"))
+            result = result if len(result) <= 120 else result[:119] + "…"
         table.add_row(
             icons.get(s.get("state", ""), "[yellow]◷[/]"),
             str(s.get("name")),
@@ -305,6 +306,7 @@ async def _run_instance(
                         break
                     await anyio.sleep(0.2)
                 tg.cancel_scope.cancel()
+        out.print()
         if st.status == "complete":
             out.print(f"[green]complete[/]: {json.dumps(st.output)}")
         else:
