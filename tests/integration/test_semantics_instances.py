@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from typing import Any
 
+import anyio
 import pytest
 
 from dynamic_workflows.runtime import InstanceStatus
@@ -21,6 +22,7 @@ from dynamic_workflows.sdk import (
 )
 
 from .conftest import (
+    HANG_GUARD,
     T0,
     MakeEngine,
     RecordingClock,
@@ -792,3 +794,137 @@ async def test_s35_configured_limits(run_engine: RunEngine) -> None:
     assert too_big["message"].startswith("Step out-1 output is too large.")
     assert slept in ("WorkflowError", "WorkflowFatalError")
     assert got == "small"
+
+
+# --- more S29–S34: transitions from every state ------------------------------------------
+
+
+async def test_s29_wait_for_status(run_engine: RunEngine, clock: RecordingClock) -> None:
+    async with run_engine({"WF": Sleeper}) as engine:
+        inst = await engine.binding("WF").create()
+        with anyio.fail_after(HANG_GUARD):
+            assert (await inst.wait_for_status("waiting")).status == "waiting"
+        clock.advance(HOUR)
+        with anyio.fail_after(HANG_GUARD):
+            st = await inst.wait_for_status("complete", "errored", "terminated")
+    assert st.status == "complete"
+    assert st.output is not None
+    assert st.output["after"] == "after"
+
+
+async def test_s30_event_sent_while_paused_is_delivered_after_resume(
+    run_engine: RunEngine,
+) -> None:
+    async with run_engine({"WF": WaitsForEvent}) as engine:
+        inst = await engine.binding("WF").create()
+        await wait_until(inst, _waiting_on("approval"))
+        await inst.pause()
+        assert (await inst.status()).status == "paused"
+        await inst.send_event(type="approved", payload="while paused")
+        assert (await inst.status()).status == "paused"
+        assert not has_step(await inst.status(), "after")
+        await inst.resume()
+        st = await wait_status(inst, "complete", "errored")
+    assert st.output == "while paused"
+
+
+async def test_s30_pause_right_after_create(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": Echo}) as engine:
+        inst = await engine.binding("WF").create(params="p")
+        await inst.pause()
+        st = await inst.status()
+        # the run may have finished before the pause arrived; otherwise it is held
+        assert st.status in ("paused", "waitingForPause", "complete")
+        if st.status != "complete":
+            st = await wait_status(inst, "paused")
+            await inst.resume()
+            st = await wait_status(inst, "complete", "errored")
+    assert st.output == "p"
+
+
+async def test_s32_terminate_a_paused_instance(
+    run_engine: RunEngine, clock: RecordingClock
+) -> None:
+    async with run_engine({"WF": Sleeper}) as engine:
+        inst = await engine.binding("WF").create()
+        await wait_status(inst, "waiting")
+        await inst.pause()
+        await inst.terminate()
+        assert (await inst.status()).status == "terminated"
+        await inst.resume()  # a no-op on a terminal instance
+        clock.advance(2 * HOUR)
+        st = await inst.status()
+    assert st.status == "terminated"
+    assert not has_step(st, "after")
+
+
+@pytest.mark.inprocess_only
+async def test_s32_terminate_while_waiting_for_pause(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": Gated}) as engine:
+        gate("g4")
+        inst = await engine.binding("WF").create(id="g4")
+        await wait_until(inst, _running("held"))
+        await inst.pause()
+        assert (await inst.status()).status == "waitingForPause"
+        await inst.terminate()
+        assert (await inst.status()).status == "terminated"
+        gate("g4").set()  # the callback was stopped: nothing it returns is recorded
+        await wait_record(engine, inst, "terminated")
+        st = await inst.status()
+    assert st.status == "terminated"
+    assert not has_step(st, "next")
+
+
+async def test_s33_restart_a_paused_instance_and_one_in_flight(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": Sleeper, "Hang": Hangs}) as engine:
+        paused = await engine.binding("WF").create()
+        await wait_status(paused, "waiting")
+        await paused.pause()
+        await paused.restart()
+        assert (await paused.status()).status == "running"
+        await wait_until(paused, _waiting_on("nap"))
+        hanging = await engine.binding("Hang").create()
+        await wait_until(hanging, _running("forever"))
+        await hanging.restart()
+        assert (await hanging.status()).status == "running"
+        await wait_until(hanging, _running("forever"))
+        started = await history(engine, hanging, "attempt_started", "forever-1")
+    assert len(started) == 2  # once per run from scratch
+
+
+async def test_s34_delete_a_paused_instance(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": Sleeper}) as engine:
+        inst = await engine.binding("WF").create(id="d")
+        await wait_status(inst, "waiting")
+        await inst.pause()
+        await inst.delete()
+        with pytest.raises(InstanceNotFoundError):
+            await engine.binding("WF").get("d")
+        assert await engine.count_instances() == 0
+
+
+# --- more S25/S26/S35 ----------------------------------------------------------------------
+
+
+async def test_s25_params_none_means_empty_dict_and_exactly_1_mib_is_allowed(
+    run_engine: RunEngine,
+) -> None:
+    async with run_engine({"WF": Echo}) as engine:
+        wf = engine.binding("WF")
+        none = await wf.create(params=None)
+        assert (await wait_status(none, "complete")).output == {}
+        exact = {"p": "x" * (MIB - len('{"p":""}'))}
+        inst = await wf.create(id="exact", params=exact)
+        assert (await wait_status(inst, "complete")).output == exact
+        with pytest.raises(WorkflowError):
+            await wf.create(id="over", params={"p": "x" * (MIB - len('{"p":""}') + 1)})
+
+
+async def test_s26_duplicate_ids_within_one_batch(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": Echo}) as engine:
+        handles = await engine.binding("WF").create_batch(
+            [{"id": "d", "params": 1}, {"id": "d", "params": 2}, {"id": "e", "params": 3}]
+        )
+        assert [h.id for h in handles] == ["d", "e"]
+        assert (await wait_status(handles[0], "complete")).output == 1
+        assert await engine.count_instances() == 2
