@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import textwrap
+from functools import partial
 from typing import Any
 
 import anyio
@@ -261,4 +262,37 @@ async def test_tampering_with_the_runner_is_contained(backend: WasmBackend) -> N
     isolate: WasmIsolate = await load(backend, workflow("import json\nreturn json.dumps([1])"))
     clean = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
     assert clean.value == "[1]"
+    await host_is_fine(backend)
+
+
+class Stalling(ScriptedOps):
+    """A host whose ``do_begin`` never answers (a stuck engine, or a slow binding)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = anyio.Event()
+
+    async def do_begin(self, name: str, count: int, config: dict[str, Any]) -> Any:
+        self.entered.set()
+        await anyio.sleep_forever()
+
+
+async def test_wall_time_bounds_a_stuck_host_call(backend: WasmBackend) -> None:
+    limits = IsolateLimits(memory_mb=48, cpu_seconds=5.0, wall_seconds=0.3)
+    isolate = await load(backend, workflow("await step.do('x', lambda: 1)"), limits=limits)
+    with anyio.fail_after(30):
+        with pytest.raises(IsolateLost) as lost:
+            await isolate.run_workflow("W", event(), Stalling(), {}, step_limit=10)
+    assert isinstance(lost.value.error, IsolateLimitError) and lost.value.error.limit == "wall"
+    await host_is_fine(backend)
+
+
+async def test_cancelling_the_caller_stops_the_guest(backend: WasmBackend) -> None:
+    ops = Stalling()
+    isolate = await load(backend, workflow("await step.do('x', lambda: 1)"))
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(partial(isolate.run_workflow, "W", event(), ops, {}, step_limit=10))
+            await ops.entered.wait()
+            tg.cancel_scope.cancel()
     await host_is_fine(backend)

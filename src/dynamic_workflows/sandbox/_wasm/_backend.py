@@ -127,6 +127,8 @@ class _Run:
         self.resumed = self.started
         self.stopped: str | None = None
         """Why the host trapped the guest: ``"wall"`` or ``"cancelled"``."""
+        self.pending: concurrent.futures.Future[Any] | None = None
+        """The host call the guest waits on, cancelled when the caller goes away."""
         self.violations: list[str] = []
         self.host_calls = 0
         self.stdout = _Output(limits.max_log_bytes)
@@ -293,14 +295,18 @@ class WasmBackend:
         payload = orjson.dumps(request).decode()
         memory = max(MIN_MEMORY_MB, limits.memory_mb) << 20
         try:
+            # Abandoned on cancellation: the thread learns it at its next host call (the one
+            # it waits on is cancelled now) or at its epoch deadline, then closes its store.
             raw = await anyio.to_thread.run_sync(
-                self._execute, run, code, payload, memory, limiter=self._limiter
-            )
+                self._execute, run, code, payload, memory,
+                abandon_on_cancel=True, limiter=self._limiter,
+            )  # fmt: skip
         except BaseException:
             run.stopped = run.stopped or "cancelled"
+            if run.pending is not None:
+                run.pending.cancel()
             raise
-        finally:
-            _deliver_logs(run, sink, instance_id)
+        _deliver_logs(run, sink, instance_id)
         return self._result(run, raw)
 
     def _execute(self, run: _Run, code: str, request: str, memory: int) -> str | Exception:
@@ -323,8 +329,8 @@ class WasmBackend:
                 assert entry is not None
                 result = entry(store, code, request)
                 entry.post_return(store)
-            except wasmtime.WasmtimeError as error:
-                return error
+            except (wasmtime.WasmtimeError, _Abort) as error:
+                return error  # wasmtime re-raises what the host function raised
             if not isinstance(result, str):
                 return WorkflowInternalError("the wasm runner returned no string")
             return result
@@ -431,6 +437,9 @@ def _host_call(store: Any, raw: str) -> str:
 
 def _wait(run: _Run, work: Awaitable[Any]) -> Any:
     future = asyncio.run_coroutine_threadsafe(_awaited(work), run.loop)
+    run.pending = future
+    if run.stopped is not None:
+        future.cancel()
     try:
         return future.result(timeout=max(0.0, run.wall_deadline - time.monotonic()))
     except concurrent.futures.TimeoutError:
@@ -438,8 +447,10 @@ def _wait(run: _Run, work: Awaitable[Any]) -> Any:
         run.stopped = "wall"
         raise _Abort("wall") from None
     except concurrent.futures.CancelledError:
-        run.stopped = "cancelled"
+        run.stopped = run.stopped or "cancelled"
         raise _Abort("cancelled") from None
+    finally:
+        run.pending = None
 
 
 async def _awaited(work: Awaitable[Any]) -> Any:
