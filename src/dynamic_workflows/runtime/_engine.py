@@ -592,9 +592,12 @@ class Workflows:
             waiters = self._status_waiters.setdefault(uid, set())
             waiters.add(future)
             try:
-                status = await self._status(uid, instance_id)
-                if status.status in wanted:
-                    return status
+                row = await self._row(uid, instance_id)  # cheap; the timeline only at the end
+                if row.status in wanted:
+                    status = await self._status(uid, instance_id)
+                    if status.status in wanted:
+                        return status
+                    continue
                 if not self._running:
                     raise WorkflowError("the engine stopped while waiting for a status")
                 await future
