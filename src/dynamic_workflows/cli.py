@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ wasm_app = typer.Typer(help="The WebAssembly runner component.", no_args_is_help
 app.add_typer(wasm_app, name="wasm")
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 URL_ENV = "DYNWF_URL"
 TOKEN_ENV = "DYNWF_ADMIN_TOKEN"  # noqa: S105 (a variable name)
@@ -53,10 +54,6 @@ TokenOpt = Annotated[
 DEFAULT_URL = "http://127.0.0.1:8787"
 
 
-class CliError(Exception):
-    """Printed as one line, exit status 1."""
-
-
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}")
     raise typer.Exit(code)
@@ -69,11 +66,11 @@ def _json_arg(text: str | None, what: str) -> Any:
         try:
             text = Path(text[1:]).read_text("utf-8")
         except OSError as error:
-            raise CliError(f"cannot read {what} file: {error.strerror}") from None
+            fail(f"cannot read {what} file: {error.strerror}")
     try:
         return json.loads(text)
     except ValueError as error:
-        raise CliError(f"{what} is not valid JSON: {error}") from None
+        fail(f"{what} is not valid JSON: {error}")
 
 
 # -- talking to a server ------------------------------------------------------------------
@@ -87,6 +84,12 @@ class Admin:
         self.url = url.rstrip("/")
         self.client = httpx.Client(base_url=self.url + "/admin/api", headers=headers, timeout=30)
 
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
     def request(self, method: str, path: str, body: Any = None) -> Any:
         import httpx
 
@@ -94,14 +97,14 @@ class Admin:
             kwargs: dict[str, Any] = {} if body is None else {"json": body}
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as error:
-            raise CliError(f"cannot reach {self.url}: {error}") from None
+            fail(f"cannot reach {self.url}: {error}")
         try:
             data = response.json()
         except ValueError:
             data = None
         if response.status_code >= 400:
             message = (data or {}).get("error", {}).get("message") if data else None
-            raise CliError(f"{response.status_code}: {message or response.text[:200]}")
+            fail(f"{response.status_code}: {message or response.text[:200]}")
         return data
 
     def sse(self, path: str) -> Iterator[tuple[str, Any]]:
@@ -113,7 +116,7 @@ class Admin:
                 if response.status_code >= 400:
                     response.read()
                     data = response.json()
-                    raise CliError(f"{response.status_code}: {data['error']['message']}")
+                    fail(f"{response.status_code}: {data['error']['message']}")
                 event, data_lines = "message", []
                 for line in response.iter_lines():
                     if line == ": live":
@@ -126,7 +129,7 @@ class Admin:
                         yield event, json.loads("".join(data_lines))
                         event, data_lines = "message", []
         except httpx.HTTPError as error:
-            raise CliError(f"cannot reach {self.url}: {error}") from None
+            fail(f"cannot reach {self.url}: {error}")
 
 
 def _ts(ts: float | None) -> str:
@@ -319,7 +322,8 @@ async def _run_instance(
 @app.command()
 def tenants(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
     """List the server's tenants and their current versions."""
-    data = Admin(url, token).request("GET", "/tenants")
+    with Admin(url, token) as admin:
+        data = admin.request("GET", "/tenants")
     table = Table("tenant", "version", "source", "versions", "instances", show_edge=False)
     for t in data["items"]:
         table.add_row(
@@ -340,7 +344,8 @@ def instances(  # noqa: PLR0917 (typer options)
     """List instances, newest first."""
     query = {"limit": limit, "offset": offset, "tenant": tenant, "status": status}
     path = "/instances?" + "&".join(f"{k}={v}" for k, v in query.items() if v is not None)
-    data = Admin(url, token).request("GET", path)
+    with Admin(url, token) as admin:
+        data = admin.request("GET", path)
     table = Table("uid", "id", "tenant", "status", "created", show_edge=False)
     for i in data["items"]:
         table.add_row(
@@ -357,7 +362,8 @@ def status_cmd(
     token: TokenOpt = None,
 ) -> None:
     """An instance's status and step timeline."""
-    st = Admin(url, token).request("GET", f"/instances/{uid}")
+    with Admin(url, token) as admin:
+        st = admin.request("GET", f"/instances/{uid}")
     out.print(f"[bold]{st['id']}[/] ({st['tenant']}) {_status_text(st['status'])}")
     out.print(steps_table(st.get("steps") or []))
     if st["status"] == "complete":
@@ -376,7 +382,8 @@ def send_event(
 ) -> None:
     """Send an event to an instance (wakes its wait_for_event)."""
     body = {"type": type, "payload": _json_arg(payload, "--payload")}
-    Admin(url, token).request("POST", f"/instances/{uid}/events", body)
+    with Admin(url, token) as admin:
+        admin.request("POST", f"/instances/{uid}/events", body)
     out.print(f"sent [bold]{type}[/] to {uid}")
 
 
@@ -388,14 +395,14 @@ def action(
     token: TokenOpt = None,
 ) -> None:
     """Pause, resume, terminate, restart or delete an instance."""
-    admin = Admin(url, token)
-    if name == "delete":
-        admin.request("DELETE", f"/instances/{uid}")
-        out.print(f"deleted {uid}")
-        return
-    if name not in {"pause", "resume", "terminate", "restart"}:
+    if name not in {"pause", "resume", "terminate", "restart", "delete"}:
         fail(f"unknown action {name!r}")
-    st = admin.request("POST", f"/instances/{uid}/{name}")
+    with Admin(url, token) as admin:
+        if name == "delete":
+            admin.request("DELETE", f"/instances/{uid}")
+            out.print(f"deleted {uid}")
+            return
+        st = admin.request("POST", f"/instances/{uid}/{name}")
     out.print(f"{name}: {st['id']} is {_status_text(st['status'])}")
 
 
@@ -411,9 +418,8 @@ def deploy(
 
     if not (folder / "index.py").is_file():
         fail(f"{folder} has no index.py")
-    data = Admin(url, token).request(
-        "PUT", f"/tenants/{tenant}", {"files": read_tenant_dir(folder)}
-    )
+    with Admin(url, token) as admin:
+        data = admin.request("PUT", f"/tenants/{tenant}", {"files": read_tenant_dir(folder)})
     state = "new version" if data["created"] else "unchanged"
     out.print(f"{tenant}: {state} {data['version'][:12]}")
 
@@ -429,16 +435,23 @@ def logs(
     """A tenant's (or one instance's) recent log lines; -f keeps streaming."""
     path = f"/instances/{instance}/logs" if instance else f"/tenants/{tenant}/logs"
     try:
-        for event, data in Admin(url, token).sse(path):
-            if event == "live":
-                if not follow:
-                    return
-                continue
-            style = "red" if data.get("stream") == "stderr" else ""
-            who = f"[dim]{_ts(data['ts'])} {data.get('instance_id') or '-'}[/]"
-            out.print(f"{who} [{style}]{data['line']}[/]" if style else f"{who} {data['line']}")
+        with Admin(url, token) as admin:
+            _print_logs(admin.sse(path), follow)
     except KeyboardInterrupt:
         return
+
+
+def _print_logs(events: Iterator[tuple[str, Any]], follow: bool) -> None:
+    """Print log records; without ``follow`` stop after the replayed ones."""
+    for event, data in events:
+        if event == "live":
+            if not follow:
+                return
+            continue
+        style = "red" if data.get("stream") == "stderr" else ""
+        who = f"[dim]{_ts(data['ts'])} {data.get('instance_id') or '-'}[/]"
+        line = escape(str(data["line"]))
+        out.print(f"{who} [{style}]{line}[/]" if style else f"{who} {line}")
 
 
 # -- audit, wasm, bench -------------------------------------------------------------------
@@ -532,9 +545,6 @@ def main() -> None:
     """Console-script entry: one clear line and exit status 1 on any error."""
     try:
         app()
-    except CliError as error:
-        err.print(f"[red]error:[/red] {error}")
-        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
 

@@ -249,3 +249,35 @@ def test_playground_runs_code_as_a_throwaway_tenant(client: httpx.Client) -> Non
     assert "line 1" in bad.json()["error"]["message"]
     listed = {t["id"] for t in client.get(f"{API}/tenants").json()["items"]}
     assert run["tenant"] not in listed
+
+
+def test_changed_tenant_folders_are_deployed_on_request(
+    server: Running, client: httpx.Client
+) -> None:
+    folder = server.tenants_dir / "late"
+    folder.mkdir()
+    (folder / "helper.py").write_text("ANSWER = 41\n")
+    (folder / "index.py").write_text(
+        "from helper import ANSWER\n"
+        "from dynamic_workflows.sdk import Response\n"
+        "async def fetch(request, env):\n"
+        "    return Response.json({'answer': ANSWER})\n"
+    )
+    deployed = client.post(f"{API}/tenants/rescan").json()["deployed"]
+    assert [d["tenant"] for d in deployed] == ["late"]
+    assert client.get("/t/late/").json() == {"answer": 41}
+    (folder / "helper.py").write_text("ANSWER = 42\n")
+    (deployed2,) = client.post(f"{API}/tenants/rescan").json()["deployed"]
+    assert deployed2["version"] != deployed[0]["version"]
+    assert client.get("/t/late/").json() == {"answer": 42}
+    assert client.post(f"{API}/tenants/rescan").json()["deployed"] == []
+
+
+def test_info_reports_live_isolates_and_their_confinement(client: httpx.Client) -> None:
+    assert client.get("/t/probe/echo").status_code == 200
+    info = client.get(f"{API}/info").json()
+    assert info["backend"] == "subprocess"
+    assert info["auth"] is True
+    probe = [i for i in info["isolates"] if i["worker"] == "probe"]
+    assert probe
+    assert probe[0]["confinement"]
