@@ -1,4 +1,4 @@
-"""Hostile tenant: kill(-1): signal every process it can reach.
+"""Hostile tenant: signal every process it can find (pids 1..pid_max).
 
 Reports what happened as JSON: ``escaped`` (the attack worked) and ``result``.
 """
@@ -29,5 +29,18 @@ async def fetch(request: Request, env: Any) -> Response:
 
 
 def attack(params: dict[str, Any]) -> dict[str, Any]:
-    os.kill(-1, 0)
-    return {"escaped": True, "result": "kill(-1, 0) reached at least one process"}
+    # kill(-1, sig) reports success even when every target refused, so probe each pid.
+    me, reached, error = os.getpid(), [], None
+    for pid in range(1, params.get("pid_max", 32768) + 1):
+        if pid == me:
+            continue
+        try:
+            os.kill(pid, 0)
+            reached.append(pid)
+        except OSError as exc:
+            if error is None or exc.errno != errno.ESRCH:
+                error = exc
+    if reached:
+        return {"escaped": True, "result": f"could signal {len(reached)} processes"}
+    assert error is not None
+    raise error

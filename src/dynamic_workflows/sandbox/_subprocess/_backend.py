@@ -82,9 +82,9 @@ def classify(
     if killed is not None:
         limit: LimitName | None = killed if killed in ("memory", "cpu", "wall") else None  # type: ignore[assignment]
         return ExitInfo(limit, None, sig, f"killed by the host ({killed})", cpu)
-    if sig == signal.SIGXCPU or (
-        sig == signal.SIGKILL and cpu_hard is not None and cpu >= cpu_hard - 0.05
-    ):
+    # wait4's rusage runs a few percent below the clock RLIMIT_CPU is checked against.
+    at_hard = cpu_hard is not None and cpu >= cpu_hard * 0.9
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and at_hard):
         return ExitInfo("cpu", None, sig, f"CPU limit reached after {cpu:.2f} s", cpu)
     return ExitInfo(None, None, sig, f"killed by {name}", cpu)
 
@@ -134,6 +134,12 @@ class ChildProcess:
 
     async def wait_exit(self) -> ExitInfo:
         return await asyncio.shield(self._exit)
+
+    async def aclose(self) -> ExitInfo:
+        """Kill, close the host end of the channel, and wait for the exit."""
+        await self.kill()
+        self.sock.close()
+        return await self.wait_exit()
 
     def _exited(self, status: int | None, cpu: float) -> None:
         if self._exit.done():
@@ -198,6 +204,8 @@ class SubprocessBackend:
         self._next_id = 0
         self._start_lock = asyncio.Lock()
         self.warm_failures: list[str] = []
+        self.pool_ready = 0
+        self._pool_changed = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -245,6 +253,7 @@ class SubprocessBackend:
             ctl.close()
         for child in list(self._children.values()):
             await child.kill()
+            child.sock.close()
             child._exited(None, child.cpu_seconds())
         self._children.clear()
         if proc is not None:
@@ -283,6 +292,14 @@ class SubprocessBackend:
             "zygote_pid": hello.get("pid"),
             "pool_size": self.pool_size,
         }
+
+    async def wait_pool(self, ready: int | None = None) -> None:
+        """Wait until ``ready`` (default: ``pool_size``) warm children are waiting."""
+        await self.start()
+        want = self.pool_size if ready is None else ready
+        while self.pool_ready < want:
+            self._pool_changed.clear()
+            await self._pool_changed.wait()
 
     @property
     def zygote_pid(self) -> int | None:
@@ -377,6 +394,9 @@ class SubprocessBackend:
                 self._early_exits[pid] = (status, cpu)
             else:
                 child._exited(status, cpu)
+        elif op == "pool":
+            self.pool_ready = int(message["ready"])
+            self._pool_changed.set()
         elif op == "warm_failed":
             self.warm_failures.append(str(message.get("message")))
         for fd in fds:

@@ -9,6 +9,7 @@ one JSON message per packet; fds by SCM_RIGHTS):
 - host -> zygote ``{"op": "spawn", "id", "limits", "warm"}``
 - zygote -> host ``{"op": "spawned", "id", "pid", "confinement"}`` + [channel, pidfd],
   ``{"op": "error", "id", "message"}``, ``{"op": "exit", "pid", "status", "cpu"}``,
+  ``{"op": "pool", "ready"}`` (warm children waiting), ``{"op": "warm_failed", "message"}``
   and once at start ``{"op": "hello", "pid", "enabled", "failures"}``.
 
 Warm children are forked ahead, fully confined except for their rlimits, and wait in
@@ -161,6 +162,7 @@ class Zygote:
             w.ready = True
             self.refill_failures = 0
             self.sel.unregister(w.host_end)
+            self.send_pool()
             return
         self._drop_warm(w)
         self.refill_failures += 1
@@ -183,6 +185,9 @@ class Zygote:
         else:
             self.ctl.send(data)
 
+    def send_pool(self) -> None:
+        self.send({"op": "pool", "ready": sum(1 for w in self.warm.values() if w.ready)})
+
     def spawn(self, request: dict[str, Any]) -> None:
         limits = dict(request["limits"])
         warm = next((w for w in self.warm.values() if w.ready), None)
@@ -202,6 +207,8 @@ class Zygote:
         finally:
             host_end.close()
             os.close(pidfd)
+        if warm is not None:
+            self.send_pool()
 
     def reap(self) -> None:
         try:
