@@ -44,6 +44,8 @@ class Running:
 
 def make_tenants(root: Path, examples: tuple[str, ...] = ("onboarding", "etl", "agent")) -> Path:
     tenants = root / "tenants"
+    if tenants.exists():  # a restarted server on the same root keeps its tenants
+        return tenants
     tenants.mkdir()
     for name in examples:
         shutil.copytree(REPO / "tenants" / name, tenants / name)

@@ -70,8 +70,10 @@ class Platform:
     # -- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> Platform:
         async with AsyncExitStack() as stack:
-            await stack.enter_async_context(self.engine)
+            # The loader outlives the engine: on the way out the engine stops its runs
+            # first, so none is replayed into a closed loader.
             await stack.enter_async_context(self.loader)
+            await stack.enter_async_context(self.engine)
             for info in self.registry.all():
                 self._scopes[scope_of(tenant_metadata(info.id))] = info.id
             self.sync_tenants_dir()
