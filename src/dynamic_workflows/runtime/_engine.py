@@ -710,7 +710,7 @@ class InstanceHandle:
     async def envelope(self) -> Any:
         """The dispatcher's hidden metadata (admin only; never shown by ``status()``)."""
         row = await self._engine._row(self.uid, self.id)
-        return row.envelope
+        return decode_value(row.envelope)
 
 
 class WorkflowBinding:

@@ -795,7 +795,7 @@ class Execution:
         row = self.row
         workflow = self.engine._workflows[row.workflow]
         step = WorkflowStep(self, self.journal(), step_limit=self.engine.limits.step_limit)
-        ctx = WorkflowContext(row.id, row.workflow, row.uid, row.scope, row.envelope)
+        ctx = WorkflowContext(row.id, row.workflow, row.uid, row.scope, decode_value(row.envelope))
         event = WorkflowEvent(
             payload=decode_value(row.params),
             timestamp=to_datetime(row.created),
