@@ -522,23 +522,36 @@ def wasm_build() -> None:
 
         path = build_runner(say)
         progress.update(task, description="done")
-    out.print(f"runner ready: {path}")
+    out.print(f"runner ready: {path}", soft_wrap=True)
 
 
 @app.command()
 def bench(
-    names: Annotated[list[str] | None, typer.Argument(help="Benchmarks to run.")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Benchmarks to run (default: all).")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="Fewer samples.")] = False,
 ) -> None:
-    """Run the benchmarks in benchmarks/ (JSON in benchmarks/results/)."""
-    root = Path.cwd() / "benchmarks"
-    runner = root / "__main__.py"
-    if not runner.is_file():
-        fail("no benchmarks/__main__.py here: run `dynwf bench` from the repository root")
+    """Run the benchmarks in ./benchmarks (results in benchmarks/results/<name>.json)."""
     import subprocess
 
-    args = [sys.executable, "-m", "benchmarks", *(names or [])] + (["--quick"] if quick else [])
-    raise typer.Exit(subprocess.call(args, cwd=root.parent))
+    root = Path.cwd() / "benchmarks"
+    if not root.is_dir():
+        fail("benchmarks/ not found: run `dynwf bench` from the repository root")
+    extra = ["--quick"] if quick else []
+    if (root / "__main__.py").is_file():
+        args = [sys.executable, "-m", "benchmarks", *(names or []), *extra]
+        raise typer.Exit(subprocess.call(args, cwd=root.parent))
+    available = sorted(p.stem for p in root.glob("*.py") if not p.stem.startswith("_"))
+    unknown = sorted(set(names or []) - set(available))
+    if unknown:
+        fail(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(available)}")
+    status = 0
+    for name in names or available:
+        out.print(f"[bold]benchmark {name}[/]")
+        script = str(root / f"{name}.py")
+        status = max(status, subprocess.call([sys.executable, script, *extra], cwd=root.parent))
+    raise typer.Exit(status)
 
 
 def main() -> None:
