@@ -281,3 +281,23 @@ def test_info_reports_live_isolates_and_their_confinement(client: httpx.Client) 
     probe = [i for i in info["isolates"] if i["worker"] == "probe"]
     assert probe
     assert probe[0]["confinement"]
+
+
+def test_cross_origin_browser_requests_are_refused(server: Running, client: httpx.Client) -> None:
+    for origin in ("http://evil.example", "null"):
+        r = client.post(f"{API}/tenants/rescan", headers={"origin": origin})
+        assert r.status_code == 403
+        assert "cross-origin" in r.json()["error"]["message"]
+    assert client.post(f"{API}/tenants/rescan", headers={"origin": server.url}).status_code == 200
+
+
+def test_tenant_pages_are_sandboxed_and_admin_pages_locked_down(client: httpx.Client) -> None:
+    r = client.get("/t/probe/echo")
+    assert "sandbox" in r.headers["content-security-policy"]
+    assert r.headers["x-content-type-options"] == "nosniff"
+    for path in ("/admin/", "/admin/playground"):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert client.get("/admin/static/common.js").status_code == 200
+    assert client.get("/").status_code in (200, 307)

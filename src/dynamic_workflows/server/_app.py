@@ -46,6 +46,21 @@ STATIC = Path(__file__).parent / "static"
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "te"}
 )
+PAGE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+TENANT_HEADERS = {
+    # Tenants share the dispatcher's origin with the dashboard: a tenant's page runs as an
+    # opaque origin, so its scripts can reach neither the dashboard's storage nor the API.
+    "content-security-policy": "sandbox allow-scripts allow-forms allow-popups allow-modals",
+    "x-content-type-options": "nosniff",
+}
 STATUSES = frozenset(
     {
         "queued",
@@ -475,6 +490,21 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _cross_site(request: HTTPRequest) -> str | None:
+    """Refuse requests a browser sent from another origin (another site, a tenant's
+    sandboxed page, a DNS-rebinding name): their ``Origin`` is not this server's."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return None  # not a browser's cross-origin request (curl, the CLI, same-origin GET)
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    if origin != own:
+        return f"cross-origin request from {origin!r} refused"
+    return None
+
+
 class AdminAuth:
     """Bearer token in constant time; with no token configured, loopback clients only."""
 
@@ -491,10 +521,17 @@ class AdminAuth:
         if request.url.path.endswith("/openapi.json"):
             await self.app(scope, receive, send)
             return
+        refusal = _cross_site(request)
+        if refusal is not None:
+            await ApiError(403, "forbidden", refusal).response()(scope, receive, send)
+            return
         if token is None:
             client = request.client.host if request.client else ""
-            if client not in {"127.0.0.1", "::1", "localhost"}:
-                error = ApiError(403, "forbidden", "no admin token configured: loopback only")
+            host = request.url.hostname or ""
+            if client not in LOOPBACK or host not in LOOPBACK:
+                error = ApiError(
+                    403, "forbidden", "no admin token configured: loopback clients and hosts only"
+                )
                 await error.response()(scope, receive, send)
                 return
         else:
@@ -575,7 +612,10 @@ class TenantRouter:
         out_headers = {
             k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP and "\n" not in v
         }
-        return HTTPResponse(reply.body_bytes(), status_code=status, headers=out_headers)
+        response = HTTPResponse(reply.body_bytes(), status_code=status, headers=out_headers)
+        for name, value in TENANT_HEADERS.items():
+            response.headers.append(name, value)
+        return response
 
 
 def create_app(platform: Platform, config: ServerConfig, *, manage: bool = True) -> ASGIApp:
@@ -601,7 +641,9 @@ def create_app(platform: Platform, config: ServerConfig, *, manage: bool = True)
 
     def page(name: str) -> Callable[[HTTPRequest], Awaitable[HTTPResponse]]:
         async def serve(request: HTTPRequest) -> HTTPResponse:
-            return FileResponse(STATIC / name, headers={"cache-control": "no-cache"})
+            return FileResponse(
+                STATIC / name, headers={"cache-control": "no-cache", **PAGE_HEADERS}
+            )
 
         return serve
 

@@ -89,7 +89,7 @@ function addCard({ uid, id, tenant }) {
   const result = el("div", { class: "section", hidden: true });
   const card = el("article", { class: "card", "data-uid": uid },
     el("header", {}, el("strong", {}, "Run"), el("span", { class: "id", title: tenant }, id.slice(0, 8)),
-      el("a", { href: `/admin/#uid=${encodeURIComponent(uid)}`, style: "font-size:12px", target: "_blank" }, "dashboard"), status),
+      el("a", { class: "small-link", href: `/admin/#uid=${encodeURIComponent(uid)}`, target: "_blank", rel: "noopener" }, "dashboard"), status),
     el("div", { class: "section" }, steps), result, logs);
   document.getElementById("runs").prepend(card);
 
