@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
+import anyio
 import pytest
 
 from dynamic_workflows.runtime import InstanceStatus
@@ -21,6 +23,8 @@ from dynamic_workflows.sdk import (
 )
 
 from .conftest import (
+    HANG_GUARD,
+    T0,
     MakeEngine,
     RecordingClock,
     Register,
@@ -30,6 +34,7 @@ from .conftest import (
     has_step,
     history,
     step_row,
+    timer_set_for,
     wait_status,
     wait_until,
 )
@@ -569,3 +574,107 @@ async def test_s11_sensitive_output_is_redacted_everywhere_it_is_shown(
     assert SECRET not in repr(records)
     assert SECRET not in repr([s.steps for s in listed])
     assert "errors stay visible" in repr(records)
+
+
+async def test_s11_live_log_shows_redacted(run_engine: RunEngine, clock: RecordingClock) -> None:
+    records: list[dict[str, Any]] = []
+    async with run_engine({"WF": Sensitive}) as engine:
+
+        async def consume() -> None:
+            async with contextlib.aclosing(engine.watch()) as live:
+                async for record in live:
+                    records.append(record)
+                    if record["kind"] in ("complete", "errored"):
+                        return
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0)  # the watcher subscribes before anything happens
+        inst = await engine.binding("WF").create()
+        await wait_status(inst, "waiting")
+        clock.advance(3600)
+        await wait_status(inst, "complete", "errored")
+        with anyio.fail_after(HANG_GUARD):
+            await task
+    succeeded = [r for r in records if r["kind"] == "step_succeeded" and r["step"] == "secret-1"]
+    assert len(succeeded) == 1
+    assert "[REDACTED]" in repr(succeeded)
+    assert SECRET not in repr(records)
+
+
+# --- more S2, S5, S9 -------------------------------------------------------------------------
+
+
+class BadNamesEverywhere(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        caught = []
+        for call in (
+            lambda: step.sleep("bad\nsleep", 1),
+            lambda: step.sleep_until("bad\nuntil", 2_000_000_000),
+            lambda: step.wait_for_event("bad\nwait", type="t", timeout=1),
+        ):
+            try:
+                await call()
+            except WorkflowFatalError as error:
+                caught.append(error_to_dict(error))
+        return caught
+
+
+async def test_s2_names_of_sleeps_and_waits(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": BadNamesEverywhere}) as engine:
+        inst = await engine.binding("WF").create()
+        st = await wait_status(inst, "complete", "errored")
+    assert st.output == [
+        {"name": "WorkflowFatalError", "message": NAME_MSG.format(n)}
+        for n in ("bad\nsleep", "bad\nuntil", "bad\nwait")
+    ]
+    assert st.steps == []
+
+
+async def test_s5_default_limit_is_10000(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": ManySteps}) as engine:
+        inst = await engine.binding("WF").create(params={"steps": 10_001, "sleep": False})
+        # the engine's own wait: polling a 10,000-step timeline would starve the run
+        with anyio.fail_after(100):
+            st = await inst.wait_for_status("complete", "errored")
+    assert st.status == "errored"
+    assert st.error is not None
+    assert st.error["message"].startswith("The limit of 10000 steps has been reached")
+    assert len(st.steps) == 10_000
+
+
+class LiveDelay(WorkflowEntrypoint):
+    """The delay callable comes from ``env``: S9 takes it from the live call."""
+
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        delay_text = self.env["delay"]
+
+        def delay(ctx: StepContext, error: Exception) -> str:
+            return str(delay_text)
+
+        def fail(ctx: StepContext) -> None:
+            raise ValueError(f"attempt {ctx.attempt}")
+
+        retries = {"limit": 2, "delay": delay, "backoff": "constant"}
+        return await step.do("live", fail, retries=retries)
+
+
+async def test_s9_dynamic_delay_comes_from_the_live_call(
+    make_engine: MakeEngine, register: Register, clock: RecordingClock
+) -> None:
+    first = make_engine()
+    register(first, "WF", LiveDelay, env={"delay": "1 hour"})
+    async with first:
+        inst = await first.binding("WF").create(id="live")
+        await wait_until(inst, lambda st: st.status == "waiting" and attempts(st, "live") == 1)
+        await timer_set_for(clock, T0 + 3600)
+    second = make_engine()
+    register(second, "WF", LiveDelay, env={"delay": "5 seconds"})
+    async with second:
+        inst = await second.binding("WF").get("live")
+        clock.advance(3600)  # the first retry time was persisted with the first attempt
+        await wait_until(inst, lambda st: st.status == "waiting" and attempts(st, "live") == 2)
+        await timer_set_for(clock, T0 + 3600 + 5)
+        clock.advance(5)
+        st = await wait_status(inst, "complete", "errored")
+    assert st.status == "errored"
+    assert st.error == {"name": "ValueError", "message": "attempt 3"}
