@@ -284,3 +284,53 @@ async def test_s23_send_event_to_a_finished_instance_is_an_error(run_engine: Run
         for inst in (done, failed, stopped):
             with pytest.raises(WorkflowError):
                 await inst.send_event(type="t", payload=1)
+
+
+# --- more S21, S22 ---------------------------------------------------------------------------
+
+
+class DefaultTimeout(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        try:
+            await step.wait_for_event("bad", type="not a type")
+        except WorkflowError as error:
+            bad = error_to_dict(error)["name"]
+        try:
+            await step.wait_for_event("w", type="t")
+        except WorkflowTimeoutError as error:
+            return {"bad": bad, "timeout": error_to_dict(error)["name"]}
+        return "no timeout"
+
+
+async def test_s21_default_timeout_is_24_hours_and_type_is_checked(
+    run_engine: RunEngine, clock: RecordingClock
+) -> None:
+    async with run_engine({"WF": DefaultTimeout}) as engine:
+        inst = await engine.binding("WF").create()
+        await wait_until(inst, _waiting_on("w"))
+        await timer_set_for(clock, T0 + 24 * HOUR)
+        clock.advance(24 * HOUR)
+        st = await wait_status(inst, "complete", "errored")
+    assert st.output == {"bad": "WorkflowError", "timeout": "WorkflowTimeoutError"}
+    assert step_row(st, "w")["end"] == T0 + 24 * HOUR
+
+
+async def test_s22_buffer_is_durable_across_restart(
+    make_engine: MakeEngine, register: Register, clock: RecordingClock
+) -> None:
+    first = make_engine()
+    register(first, "WF", Buffered)
+    async with first:
+        inst = await first.binding("WF").create(
+            id="b", params={"sleep_first": True, "t": 2, "other": 1}
+        )
+        await wait_status(inst, "waiting")
+        for type_, payload in [("other", "o"), ("t", "one"), ("t", "two")]:
+            await inst.send_event(type=type_, payload=payload)
+    second = make_engine()
+    register(second, "WF", Buffered)
+    async with second:
+        inst = await second.binding("WF").get("b")
+        clock.advance(HOUR)
+        st = await wait_status(inst, "complete", "errored")
+    assert st.output == ["one", "two", "o"]

@@ -98,3 +98,33 @@ async def test_s36_warn_records_and_continues(
     assert st.status == "complete"
     assert st.output == ["a", "c"]
     assert "divergence_warning" in kinds
+
+
+class RaisesOnV2(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        await step.do("a", lambda: "a")
+        if self.env["version"] == 2:
+            raise ValueError("new code raises before b")
+        await step.do("b", lambda: "b")
+        await step.sleep("nap", "1 hour")
+        return "done"
+
+
+async def test_s36_replay_that_raises_before_a_recorded_step(
+    make_engine: MakeEngine, register: Register, clock: RecordingClock
+) -> None:
+    first = make_engine()
+    register(first, "WF", RaisesOnV2, env={"version": 1})
+    async with first:
+        inst = await first.binding("WF").create(id="r")
+        await wait_status(inst, "waiting")
+    second = make_engine()
+    register(second, "WF", RaisesOnV2, env={"version": 2})
+    async with second:
+        inst = await second.binding("WF").get("r")
+        clock.advance(HOUR)
+        st = await wait_status(inst, "complete", "errored")
+    assert st.status == "errored"
+    assert st.error is not None
+    assert st.error["name"] == "WorkflowNonDeterminismError"
+    assert "b-1" in st.error["message"]

@@ -252,3 +252,34 @@ async def test_s20_results_identical_with_and_without_hibernation(
     # small threshold: dropped from memory at each long wait; large: never
     assert small_kinds.count("hibernated") >= 3
     assert "hibernated" not in large_kinds
+
+
+class SleepRules(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        results: list[Any] = []
+        await step.sleep("zero", 0)
+        results.append("zero ok")
+        for duration in ("1second", -5, "5 fortnights"):
+            try:
+                await step.sleep("bad", duration)
+                results.append("slept")
+            except WorkflowError as error:
+                results.append(error_to_dict(error)["name"])
+        far = event.timestamp + timedelta(days=400)
+        try:
+            await step.sleep_until("far", far)
+            results.append("slept")
+        except WorkflowError as error:
+            results.append(error_to_dict(error)["name"])
+        return results
+
+
+async def test_s19_sleep_rules(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": SleepRules}) as engine:
+        inst = await engine.binding("WF").create()
+        st = await wait_status(inst, "complete", "errored")
+    assert st.status == "complete"
+    errors = ("WorkflowError", "WorkflowFatalError")
+    assert st.output[0] == "zero ok"
+    assert all(name in errors for name in st.output[1:])
+    assert [r["name"] for r in st.steps] == ["zero"]
