@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from typing import Any
 
@@ -581,11 +580,16 @@ async def test_s11_live_log_shows_redacted(run_engine: RunEngine, clock: Recordi
     async with run_engine({"WF": Sensitive}) as engine:
 
         async def consume() -> None:
-            async with contextlib.aclosing(engine.watch()) as live:
+            live = engine.watch()
+            try:
                 async for record in live:
                     records.append(record)
                     if record["kind"] in ("complete", "errored"):
                         return
+            finally:
+                aclose = getattr(live, "aclose", None)
+                if aclose is not None:
+                    await aclose()
 
         task = asyncio.create_task(consume())
         await asyncio.sleep(0)  # the watcher subscribes before anything happens
