@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
 
-from harness import Running, serve
+from harness import TOKEN, Running, serve
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -124,3 +124,21 @@ def test_dashboard_pauses_and_resumes_an_instance(
     expect(page.locator("#detail-badge .badge")).to_have_text("complete", timeout=LONG)
     expect(page.locator("#detail-result")).to_contain_text('"ok": true')
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+
+
+def test_dashboard_asks_for_the_token_and_uses_it(browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    with serve(tmp_path, admin_token=TOKEN) as secured:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        try:
+            page.goto(f"{secured.url}/admin/")
+            bar = page.locator(".authbar")
+            expect(bar).to_be_visible(timeout=LONG)
+            bar.locator("input").fill(TOKEN)
+            bar.locator("button").click()
+            expect(page.locator('#tenants [data-tenant="etl"]')).to_be_visible(timeout=LONG)
+            expect(bar).to_be_hidden()
+        finally:
+            context.close()
