@@ -37,7 +37,7 @@ async function loadInstances() {
     class: i.uid === state.selected ? "selected" : "", "data-uid": i.uid, "data-id": i.id,
     onclick: () => selectInstance(i.uid),
   }, el("td", { class: "id", title: i.id }, i.id), el("td", {}, i.tenant ?? "—"),
-     el("td", {}, badge(i.status)), el("td", {}, fmtTime(i.created)))));
+     el("td", {}, badge(i.status)), el("td", { title: new Date(i.created * 1000).toLocaleString() }, fmtTime(i.created).slice(0, 8)))));
   document.getElementById("no-instances").hidden = data.items.length > 0;
   const last = Math.min(data.offset + data.items.length, data.total);
   document.getElementById("page-info").textContent = data.total ? `${data.offset + 1}–${last} of ${data.total}` : "";
