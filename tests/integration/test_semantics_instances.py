@@ -141,6 +141,28 @@ async def test_s24_run_event(run_engine: RunEngine) -> None:
     assert st_full.output["instance_id"] == "full"
 
 
+class EventAfterReplay(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        await step.sleep("nap", "1 hour")
+        return {
+            "ts": event.timestamp.timestamp(),
+            "payload": event.payload,
+            "id": event.instance_id,
+        }
+
+
+async def test_s24_event_is_the_same_in_every_replay(
+    run_engine: RunEngine, clock: RecordingClock
+) -> None:
+    async with run_engine({"WF": EventAfterReplay}, hibernate_after=1.0) as engine:
+        inst = await engine.binding("WF").create(id="e", params={"k": "v"})
+        await wait_status(inst, "waiting")
+        clock.advance(HOUR)
+        st = await wait_status(inst, "complete", "errored")
+        assert await history(engine, inst, "hibernated")
+    assert st.output == {"ts": T0, "payload": {"k": "v"}, "id": "e"}
+
+
 # --- S25 -----------------------------------------------------------------------------------
 
 

@@ -112,14 +112,17 @@ class DynamicDelay(WorkflowEntrypoint):
 
         try:
             await step.do(
-                "d", fail, retries={"limit": 2, "delay": delay, "backoff": event.payload["backoff"]}
+                "d", fail, retries={"limit": 3, "delay": delay, "backoff": event.payload["backoff"]}
             )
         except Exception as error:
             return error_to_dict(error)
         return "unreachable"
 
 
-@pytest.mark.parametrize(("backoff", "delays"), [("constant", [5, 10]), ("linear", [5, 20])])
+@pytest.mark.parametrize(
+    ("backoff", "delays"),
+    [("constant", [5, 10, 15]), ("linear", [5, 20, 45]), ("exponential", [5, 20, 60])],
+)
 async def test_s14_dynamic_delay_is_the_base(
     run_engine: RunEngine, clock: RecordingClock, backoff: str, delays: list[float]
 ) -> None:
@@ -127,7 +130,7 @@ async def test_s14_dynamic_delay_is_the_base(
         inst = await engine.binding("WF").create(params={"mode": "ok", "backoff": backoff})
         st = await drive_retries(inst, clock, "d", delays)
     assert st.status == "complete"
-    assert st.output == {"name": "ValueError", "message": "attempt 3"}
+    assert st.output == {"name": "ValueError", "message": "attempt 4"}
 
 
 async def test_s14_delay_function_raising(run_engine: RunEngine) -> None:

@@ -27,6 +27,7 @@ from .conftest import (
     history,
     step_row,
     timer_set_for,
+    wait_record,
     wait_status,
     wait_until,
 )
@@ -283,3 +284,20 @@ async def test_s19_sleep_rules(run_engine: RunEngine) -> None:
     assert st.output[0] == "zero ok"
     assert all(name in errors for name in st.output[1:])
     assert [r["name"] for r in st.steps] == ["zero"]
+
+
+async def test_s20_default_threshold_is_60_seconds(
+    run_engine: RunEngine, clock: RecordingClock
+) -> None:
+    async with run_engine({"WF": Sleeper}) as engine:  # hibernate_after left at its default
+        wf = engine.binding("WF")
+        short = await wf.create(params={"duration": 30})
+        long = await wf.create(params={"duration": 120})
+        await wait_status(short, "waiting")
+        await wait_status(long, "waiting")
+        await wait_record(engine, long, "hibernated")
+        clock.advance(30)
+        assert (await wait_status(short, "complete")).output == ["b", "a"]
+        assert await history(engine, short, "hibernated") == []
+        clock.advance(90)
+        assert (await wait_status(long, "complete")).output == ["b", "a"]

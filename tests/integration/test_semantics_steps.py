@@ -111,14 +111,14 @@ class UncaughtBadName(WorkflowEntrypoint):
 
 async def test_s2_step_names(run_engine: RunEngine) -> None:
     bad = ["x" * 257, "a\nb", "nul\x00", "\x1f"]
-    good = ["", "名前 ✓", "x" * 256, "with space"]
+    good = ["", "名前 ✓", "x" * 256, "é" * 256, "with space"]
     async with run_engine({"WF": NameRules}) as engine:
         inst = await engine.binding("WF").create(params={"bad": bad, "good": good})
         st = await wait_status(inst, "complete", "errored")
     assert st.status == "complete"
     assert st.output == {
         "caught": [{"name": "WorkflowFatalError", "message": NAME_MSG.format(n)} for n in bad],
-        "ok": ["ok"] * 4,
+        "ok": ["ok"] * 5,
     }
     assert [r["name"] for r in st.steps] == good
 
