@@ -1,12 +1,38 @@
-"""dynamic-workflows: durable, per-tenant, isolated workflows. The public API."""
+"""dynamic-workflows: durable, per-tenant, isolated workflows. The public API.
 
+Everything a host program needs is re-exported here; nothing else is public. Tenant code
+imports ``dynamic_workflows.sdk`` instead (standard library only, runs inside isolates).
+"""
+
+from .dispatch import (
+    DynamicWorkflowBinding,
+    LoadRunnerContext,
+    create_dynamic_workflow_entrypoint,
+    dispatch_workflow,
+    wrap_workflow_binding,
+)
+from .loader import EntrypointStub, WorkerCode, WorkerLoader, WorkerStub
+from .runtime import (
+    ExecutionInterrupted,
+    InstanceHandle,
+    InstanceStatus,
+    ManualClock,
+    SystemClock,
+    WorkflowBinding,
+    WorkflowContext,
+    Workflows,
+)
+from .sandbox import IsolateLimits
 from .sdk import (
     InstanceNotFoundError,
     IsolateLimitError,
     MissingDispatcherMetadataError,
     NonRetryableDelayError,
     NonRetryableError,
+    Request,
+    Response,
     StepContext,
+    WorkerEntrypoint,
     WorkflowEntrypoint,
     WorkflowError,
     WorkflowEvent,
@@ -19,12 +45,29 @@ from .sdk import (
 )
 
 __all__ = [
+    "DynamicWorkflowBinding",
+    "EntrypointStub",
+    "ExecutionInterrupted",
+    "InstanceHandle",
     "InstanceNotFoundError",
+    "InstanceStatus",
     "IsolateLimitError",
+    "IsolateLimits",
+    "LoadRunnerContext",
+    "ManualClock",
     "MissingDispatcherMetadataError",
     "NonRetryableDelayError",
     "NonRetryableError",
+    "Request",
+    "Response",
     "StepContext",
+    "SystemClock",
+    "WorkerCode",
+    "WorkerEntrypoint",
+    "WorkerLoader",
+    "WorkerStub",
+    "WorkflowBinding",
+    "WorkflowContext",
     "WorkflowEntrypoint",
     "WorkflowError",
     "WorkflowEvent",
@@ -34,4 +77,8 @@ __all__ = [
     "WorkflowStep",
     "WorkflowStepEvent",
     "WorkflowTimeoutError",
+    "Workflows",
+    "create_dynamic_workflow_entrypoint",
+    "dispatch_workflow",
+    "wrap_workflow_binding",
 ]

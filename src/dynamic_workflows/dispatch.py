@@ -151,8 +151,8 @@ class DynamicWorkflowBinding:
     async def create(self, id: str | None = None, params: Any = None) -> TenantInstance:
         return TenantInstance(await self._scoped().create(id=id, params=params))
 
-    async def create_batch(self, items: list[dict[str, Any]]) -> list[TenantInstance]:
-        return [TenantInstance(h) for h in await self._scoped().create_batch(items)]
+    async def create_batch(self, items: list[Mapping[str, Any]]) -> list[TenantInstance]:
+        return [TenantInstance(h) for h in await self._scoped().create_batch(list(items))]
 
     async def get(self, id: str) -> TenantInstance:
         return TenantInstance(await self._scoped().get(id))

@@ -89,7 +89,7 @@ class TenantWorkflow(WorkflowEntrypoint):
         before = await step.do("before", lambda: VERSION)
         await step.sleep("wait", "2 hours")
         after = await step.do("after", lambda: VERSION)
-        return {{"tenant": "gamma", "before": before, "after": after}}
+        return {"tenant": "gamma", "before": before, "after": after}
 """
 )
 
@@ -174,7 +174,7 @@ def dispatcher(request: pytest.FixtureRequest, tmp_path: Path) -> Dispatcher:
     d.sources = {
         "alpha": {"index.py": ALPHA},
         "beta": {"index.py": BETA, "helpers.py": BETA_HELPERS},
-        "gamma": {"index.py": GAMMA.format(version="v1")},
+        "gamma": {"index.py": GAMMA.replace("{version}", "v1")},
     }
     return d
 
@@ -194,6 +194,13 @@ async def test_three_tenants_each_run_their_own_code(dispatcher: Dispatcher) -> 
         await (await d.engine.instance(beta_status.uid)).send_event(
             type="approved", payload={"by": "ops"}
         )
+        assert d.loader is not None
+        isolates = d.loader.isolates()
+        assert sorted(i["worker"] for i in isolates) == ["alpha", "beta", "gamma"]
+        if d.backend == "subprocess":  # each tenant in its own confined process
+            for isolate in isolates:
+                report = isolate["confinement"]
+                assert report["seccomp"] and report["landlock"] and report["netns"]
         d.clock.advance(3 * 3600)
         alpha = await d.wait("alpha", a["id"], *TERMINAL)
         beta = await d.wait("beta", b["id"], *TERMINAL)
@@ -234,7 +241,7 @@ async def test_new_code_mid_sleep_keeps_the_running_instance_on_its_version(
     async with dispatcher.running() as d:
         _, old = await d.post("gamma", "/", {})
         await d.wait("gamma", old["id"], "waiting")
-        dispatcher.sources["gamma"] = {"index.py": GAMMA.format(version="v2")}
+        dispatcher.sources["gamma"] = {"index.py": GAMMA.replace("{version}", "v2")}
         assert d.loader is not None
         d.loader.invalidate("gamma")  # deploy: the next load runs the factory again
         _, new = await d.post("gamma", "/", {})

@@ -13,7 +13,7 @@ import contextlib
 import inspect
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -177,7 +177,7 @@ class WorkerLoader:
             return backend
 
     @contextlib.asynccontextmanager
-    async def _use(self, worker_id: str, code: WorkerCode) -> Any:
+    async def _use(self, worker_id: str, code: WorkerCode) -> AsyncIterator[Isolate]:
         slot = await self._acquire(worker_id, code)
         slot.in_flight += 1
         try:
