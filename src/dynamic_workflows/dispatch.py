@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,7 +151,7 @@ class DynamicWorkflowBinding:
     async def create(self, id: str | None = None, params: Any = None) -> TenantInstance:
         return TenantInstance(await self._scoped().create(id=id, params=params))
 
-    async def create_batch(self, items: list[Mapping[str, Any]]) -> list[TenantInstance]:
+    async def create_batch(self, items: Sequence[Mapping[str, Any]]) -> list[TenantInstance]:
         return [TenantInstance(h) for h in await self._scoped().create_batch(list(items))]
 
     async def get(self, id: str) -> TenantInstance:
