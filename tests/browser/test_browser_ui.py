@@ -82,6 +82,9 @@ def test_playground_run_lights_up_its_steps(server: Running, page: Any, artifact
             "data-state", "complete", timeout=LONG
         )
     expect(card.locator('li[data-step="count letters"]')).to_contain_text("2 attempts")
+    expect(card.locator('li[data-step="count letters"] .attempt')).to_have_text(
+        "attempt 1 failed: RuntimeError: flaky service, try again"
+    )
     expect(card.locator('li[data-step="fetch api key"] .out')).to_have_text("[REDACTED]")
     expect(card.locator(".logs")).to_contain_text("Hello, Ada!", timeout=LONG)
     expect(card.locator('[data-role="output"]')).to_contain_text('"letters": 8')

@@ -114,7 +114,7 @@ const KIND_ICON = { do: "•", sleep: "☾", event: "✉" };
 const STATE_ICON = { complete: "✓", errored: "✕" };
 
 // One step of the timeline (dashboard) or of the checklist (playground).
-export function stepItem(step) {
+export function stepItem(step, failures = []) {
   const kind = step.kind || "do";
   const label = kind === "sleep" ? "sleep" : kind === "event" ? "wait for event" : "";
   const icon = STATE_ICON[step.state] || KIND_ICON[kind] || "•";
@@ -126,6 +126,9 @@ export function stepItem(step) {
     el("span", { class: "dur" }, step.state === "complete" || step.state === "errored"
       ? fmtDuration(step.start, step.end)
       : step.state === "waiting" ? `waiting ${fmtDuration(step.start, null)}` : "running…"));
+  for (const f of failures) {
+    li.append(el("div", { class: "attempt" }, `attempt ${f.attempt} failed: ${f.name}: ${f.message}`));
+  }
   if (step.error) li.append(el("div", { class: "out err" }, `${step.error.name}: ${step.error.message}`));
   else if (step.state === "complete" && kind !== "sleep" && step.output !== undefined) {
     li.append(el("div", { class: step.output === "[REDACTED]" ? "out redacted" : "out" }, fmtValue(step.output)));
@@ -166,4 +169,17 @@ export function setupAuthBar() {
 export function debounce(fn, ms) {
   let t;
   return (...args) => { clearTimeout(t); t = setTimeout(() => fn(...args), ms); };
+}
+
+// Failed attempts per step key ("name-count") from an instance's event log.
+export async function attemptFailures(uid, steps) {
+  const byKey = {};
+  if (!steps.some((s) => s.attempts > 1)) return byKey;
+  const { items } = await api(`/instances/${encodeURIComponent(uid)}/history`);
+  for (const h of items) {
+    if (h.kind !== "attempt_failed" || !h.step) continue;
+    const error = h.data.error || {};
+    (byKey[h.step] ||= []).push({ attempt: h.data.attempt, name: error.name, message: error.message });
+  }
+  return byKey;
 }

@@ -1,4 +1,4 @@
-import { api, stream, el, badge, stepItem, logLine, fmtTime, toast, setupAuthBar, debounce, fmtValue, fmtPretty } from "./common.js";
+import { api, stream, el, badge, stepItem, attemptFailures, logLine, fmtTime, toast, setupAuthBar, debounce, fmtValue, fmtPretty } from "./common.js";
 
 const PAGE = 20;
 const state = { tenant: null, status: "", offset: 0, selected: null, stopDetail: [] };
@@ -129,7 +129,8 @@ async function loadDetail(uid) {
   if (st.status === "complete") result.append(el("p", {}, "Output"), el("div", { class: "result", "data-role": "output" }, fmtPretty(st.output)));
   if (st.error) result.append(el("p", {}, "Error"), el("div", { class: "result err" }, `${st.error.name}: ${st.error.message}`));
   const steps = st.steps || [];
-  document.getElementById("timeline").replaceChildren(...(steps.length ? steps.map(stepItem) : [el("div", { class: "empty" }, st.status === "queued" ? "queued…" : "no steps yet")]));
+  const failures = await attemptFailures(uid, steps).catch(() => ({}));
+  document.getElementById("timeline").replaceChildren(...(steps.length ? steps.map((s) => stepItem(s, failures[`${s.name}-${s.count}`])) : [el("div", { class: "empty" }, st.status === "queued" ? "queued…" : "no steps yet")]));
   const row = document.querySelector(`#instances tr[data-uid="${CSS.escape(uid)}"] td:nth-child(3)`);
   row?.replaceChildren(badge(st.status));
 }

@@ -1,4 +1,4 @@
-import { api, stream, el, badge, stepItem, logLine, fmtValue, fmtPretty, setupAuthBar, debounce } from "./common.js";
+import { api, stream, el, badge, stepItem, attemptFailures, logLine, fmtValue, fmtPretty, setupAuthBar, debounce } from "./common.js";
 
 const SEED = `from dynamic_workflows.sdk import WorkflowEntrypoint
 
@@ -99,7 +99,10 @@ function addCard({ uid, id, tenant }) {
     const st = await api(`/instances/${encodeURIComponent(uid)}`);
     status.replaceChildren(badge(st.status));
     card.dataset.status = st.status;
-    if (st.steps && st.steps.length) steps.replaceChildren(...st.steps.map(stepItem));
+    if (st.steps && st.steps.length) {
+      const failures = await attemptFailures(uid, st.steps).catch(() => ({}));
+      steps.replaceChildren(...st.steps.map((s) => stepItem(s, failures[`${s.name}-${s.count}`])));
+    }
     if (st.status === "complete") {
       result.hidden = false;
       result.replaceChildren(el("div", { class: "result", "data-role": "output" }, fmtPretty(st.output)));
