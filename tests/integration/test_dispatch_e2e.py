@@ -135,7 +135,7 @@ class Dispatcher:
             env={"WORKFLOWS": self.engine.binding("WORKFLOWS")},
             code_dir=self.tmp_path / "code",
         )
-        async with self.engine, self.loader:
+        async with self.loader, self.engine:  # the engine stops its runs first
             yield self
 
     async def post(self, tenant: str, url: str, body: Any = None) -> tuple[int, Any]:
