@@ -385,3 +385,72 @@ class W:
     result = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
     assert result.outcome == "raise" and result.error is not None
     assert result.error["name"] == "RuntimeError"  # no running event loop
+
+
+async def test_callback_signatures_match_in_process(backend: WasmBackend) -> None:
+    # The runner answers "does the callback take the context?" from the code object for
+    # plain functions; every shape must get the same answer as in-process.
+    src = {
+        "main": """
+import functools
+
+def positional_only(ctx, /):
+    return ctx.attempt
+
+def keyword_only(*, ctx=None):
+    return ctx
+
+class Callable:
+    def __call__(self, ctx):
+        return ctx.step.name
+
+class Holder:
+    def method(self, ctx):
+        return ctx.step.count
+
+    def plain(self):
+        return "plain"
+
+class W:
+    def __init__(self, ctx, env):
+        pass
+
+    async def run(self, event, step):
+        async def coro_ctx(ctx):
+            return ctx.attempt
+
+        def star(*args):
+            return len(args)
+
+        def kw(**kwargs):
+            return len(kwargs)
+
+        def wrapped(ctx):
+            return "wrapped"
+
+        @functools.wraps(wrapped)
+        def wrapper(*args, **kwargs):
+            return wrapped(*args, **kwargs)
+
+        shapes = [
+            lambda: "none", lambda ctx: ctx.attempt, lambda ctx=None: ctx is None,
+            lambda i=1, j=2: i + j, star, kw, positional_only, keyword_only, coro_ctx,
+            Callable(), Holder().method, Holder().plain, functools.partial(lambda a, b=2: a + b, 1),
+            wrapper,
+        ]
+        out = []
+        for i, fn in enumerate(shapes):
+            try:
+                out.append(await step.do(f"s{i}", fn))
+            except Exception as error:
+                out.append(type(error).__name__)
+        return out
+"""
+    }
+    wasm_ops, local_ops = ScriptedOps(), ScriptedOps()
+    isolate = await load(backend, src)
+    wasm = await drive_wasm(isolate, "W", event(), wasm_ops)
+    local = await drive_inprocess(src, "W", event(), local_ops)
+    assert wasm == local, (wasm, local)
+    assert wasm[-1].outcome == "return", wasm
+    assert wasm[-1].value[:4] == ["none", 1, True, 3], wasm

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import dataclasses
 import inspect
@@ -127,7 +126,7 @@ class _Run:
         self.resumed = self.started
         self.stopped: str | None = None
         """Why the host trapped the guest: ``"wall"`` or ``"cancelled"``."""
-        self.pending: concurrent.futures.Future[Any] | None = None
+        self.pending: _HostCall | None = None
         """The host call the guest waits on, cancelled when the caller goes away."""
         self.violations: list[str] = []
         self.host_calls = 0
@@ -303,8 +302,9 @@ class WasmBackend:
             )  # fmt: skip
         except BaseException:
             run.stopped = run.stopped or "cancelled"
-            if run.pending is not None:
-                run.pending.cancel()
+            pending = run.pending
+            if pending is not None:
+                pending.cancel()  # we are on the loop
             raise
         _deliver_logs(run, sink, instance_id)
         return self._result(run, raw)
@@ -435,26 +435,72 @@ def _host_call(store: Any, raw: str) -> str:
     return text
 
 
+class _HostCall:
+    """One host call handed to the loop: a Task there, a lock the worker thread waits on.
+
+    Lighter than ``run_coroutine_threadsafe`` (no chained concurrent future, no extra loop
+    iteration for a done callback): about half the hand-off cost per step op.
+    """
+
+    __slots__ = ("cancelled", "done", "error", "result", "task", "work")
+
+    def __init__(self, work: Awaitable[Any]) -> None:
+        self.work = work
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.task: asyncio.Task[None] | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.cancelled = False
+
+    def start(self) -> None:
+        """On the loop."""
+        if not self.cancelled:
+            self.task = asyncio.get_running_loop().create_task(self._serve())
+
+    async def _serve(self) -> None:
+        try:
+            self.result = await self.work
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.done.release()
+
+    def cancel(self) -> None:
+        """On the loop."""
+        if self.task is not None:
+            self.task.cancel()
+        elif not self.cancelled:
+            self.cancelled = True
+            if inspect.iscoroutine(self.work):
+                self.work.close()
+            self.error = asyncio.CancelledError()
+            self.done.release()
+
+
 def _wait(run: _Run, work: Awaitable[Any]) -> Any:
-    future = asyncio.run_coroutine_threadsafe(_awaited(work), run.loop)
-    run.pending = future
-    if run.stopped is not None:
-        future.cancel()
+    call = _HostCall(work)
+    run.pending = call
     try:
-        return future.result(timeout=max(0.0, run.wall_deadline - time.monotonic()))
-    except concurrent.futures.TimeoutError:
-        future.cancel()
-        run.stopped = "wall"
-        raise _Abort("wall") from None
-    except concurrent.futures.CancelledError:
+        run.loop.call_soon_threadsafe(call.start)
+    except RuntimeError:  # the loop is closed: the host is going away
         run.stopped = run.stopped or "cancelled"
         raise _Abort("cancelled") from None
+    try:
+        if run.stopped is not None:
+            run.loop.call_soon_threadsafe(call.cancel)
+        if not call.done.acquire(timeout=max(0.0, run.wall_deadline - time.monotonic())):
+            run.stopped = run.stopped or "wall"
+            run.loop.call_soon_threadsafe(call.cancel)
+            raise _Abort(run.stopped)
     finally:
         run.pending = None
-
-
-async def _awaited(work: Awaitable[Any]) -> Any:
-    return await work
+    if isinstance(call.error, asyncio.CancelledError):
+        run.stopped = run.stopped or "cancelled"
+        raise _Abort(run.stopped)
+    if call.error is not None:
+        raise call.error
+    return call.result
 
 
 def _shareable(error: BaseException) -> dict[str, str]:
