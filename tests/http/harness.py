@@ -79,7 +79,12 @@ def serve(root: Path, **overrides: Any) -> Iterator[Running]:
             platform = Platform(config)
             holder["platform"] = platform
             server = uvicorn.Server(
-                uvicorn.Config(create_app(platform, config), log_level="warning", lifespan="on")
+                uvicorn.Config(
+                    create_app(platform, config),
+                    log_level="warning",
+                    lifespan="on",
+                    timeout_graceful_shutdown=3,
+                )
             )
             holder["server"] = server
             holder["loop"] = asyncio.get_running_loop()
@@ -109,6 +114,7 @@ def serve(root: Path, **overrides: Any) -> Iterator[Running]:
     try:
         yield Running(url, config, holder["platform"], tenants)
     finally:
+        holder["loop"].call_soon_threadsafe(holder["platform"].closing.set)
         holder["server"].should_exit = True
         thread.join(60)
         sock.close()

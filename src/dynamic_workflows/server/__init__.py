@@ -6,6 +6,7 @@ It may import any public name of the other packages; nothing imports it but the 
 from __future__ import annotations
 
 import logging
+from types import FrameType
 
 from ._app import create_app, openapi_document
 from ._config import TOKEN_ENV, ServerConfig
@@ -25,8 +26,22 @@ def serve(config: ServerConfig) -> None:
         log.warning(warning)
     elif config.token() is None:
         log.warning("no admin token configured: the admin API answers loopback clients only")
-    app = create_app(Platform(config), config)
-    uvicorn.run(app, host=host, port=config.port, log_level="info", access_log=False)
+    platform = Platform(config)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            platform.closing.set()  # live streams end, so connections can close
+            super().handle_exit(sig, frame)
+
+    uvicorn_config = uvicorn.Config(
+        create_app(platform, config),
+        host=host,
+        port=config.port,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    Server(uvicorn_config).run()
 
 
 __all__ = [

@@ -340,7 +340,7 @@ class AdminApi:
         return self._log_stream(tenant or "", handle.id)
 
     def _log_stream(self, tenant: str, instance_id: str | None) -> StreamingResponse:
-        hub, beat = self.p.logs, self.config.heartbeat_seconds
+        hub, beat, closing = self.p.logs, self.config.heartbeat_seconds, self.p.closing
 
         async def events() -> AsyncIterator[str]:
             async with hub.subscribe(tenant, instance_id) as sub:
@@ -349,11 +349,13 @@ class AdminApi:
                 last = sub.replay[-1]["seq"] if sub.replay else 0
                 yield ": live\n\n"
                 while True:
-                    try:
-                        rec = await asyncio.wait_for(sub.queue.get(), beat)
-                    except TimeoutError:
+                    rec = await _next(sub.queue, beat, closing)
+                    if rec is None:
+                        return
+                    if rec is HEARTBEAT:
                         yield ": heartbeat\n\n"
                         continue
+                    assert isinstance(rec, dict)
                     if rec["seq"] > last:
                         last = rec["seq"]
                         yield _sse("log", rec, rec["seq"])
@@ -370,6 +372,7 @@ class AdminApi:
             self._tenant(tenant)
             scope = self.p.scope(tenant)
         engine, beat, p = self.p.engine, self.config.heartbeat_seconds, self.p
+        closing = self.p.closing
 
         async def events() -> AsyncIterator[str]:
             queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(1000)
@@ -385,13 +388,15 @@ class AdminApi:
             try:
                 yield ": live\n\n"
                 while True:
-                    try:
-                        record = await asyncio.wait_for(queue.get(), beat)
-                    except TimeoutError:
+                    record = await _next(queue, beat, closing)
+                    if record is None:
+                        return
+                    if record is HEARTBEAT:
                         if task.done():
                             return
                         yield ": heartbeat\n\n"
                         continue
+                    assert isinstance(record, dict)
                     data = {k: _jsonable(v) for k, v in record.items()}
                     data["tenant"] = p.tenant_of_scope(record.get("scope"))
                     yield _sse("instance", data, record.get("seq"))
@@ -419,6 +424,27 @@ class AdminApi:
 
     async def openapi(self, request: HTTPRequest) -> JSONResponse:
         return JSONResponse(openapi_document())
+
+
+HEARTBEAT = object()
+"""What :func:`_next` returns when ``beat`` seconds passed without an item."""
+
+
+async def _next(queue: asyncio.Queue[Any], beat: float, closing: asyncio.Event) -> Any:
+    """The next item, ``HEARTBEAT`` after ``beat`` idle seconds, or None when closing."""
+    if closing.is_set():
+        return None
+    getter = asyncio.ensure_future(queue.get())
+    stopper = asyncio.ensure_future(closing.wait())
+    try:
+        done, _ = await asyncio.wait({getter, stopper}, timeout=beat, return_when="FIRST_COMPLETED")
+    finally:
+        stopper.cancel()
+        if not getter.done():
+            getter.cancel()
+    if getter in done:
+        return getter.result()
+    return None if stopper in done else HEARTBEAT
 
 
 def _sse(event: str, data: Mapping[str, Any] | LogRecord, seq: Any = None) -> str:

@@ -7,6 +7,7 @@ into that tenant's isolate; a tenant's ``fetch`` gets a binding wrapped with its
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import traceback
@@ -66,6 +67,8 @@ class Platform:
         self.loader.on_log(self.logs.publish)
         self._scopes: dict[str, str] = {}
         self._stack: AsyncExitStack | None = None
+        self.closing = asyncio.Event()
+        """Set when the server starts to shut down: live streams end so it can."""
 
     # -- lifecycle --------------------------------------------------------------------------
     async def __aenter__(self) -> Platform:
