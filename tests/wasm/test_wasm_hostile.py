@@ -256,12 +256,13 @@ async def fetch(request, env):
 async def test_tampering_with_the_runner_is_contained(backend: WasmBackend) -> None:
     # A tenant that breaks the runner's own JSON makes its result garbage: the call is lost
     # (the S8 crash error), the host parses nothing it should not, and the next run is clean.
-    result = await attack(backend, "import json\njson.dumps = lambda *a, **k: 'garbage'\nreturn 1")
+    body = "import dynwf_guest\ndynwf_guest._encode = lambda value: 'garbage'\nreturn 1"
+    result = await attack(backend, body)
     assert isinstance(result, IsolateLost)
     assert isinstance(result.error, WorkflowInternalError)
-    isolate: WasmIsolate = await load(backend, workflow("import json\nreturn json.dumps([1])"))
+    isolate: WasmIsolate = await load(backend, workflow("import dynwf_guest\nreturn 'clean'"))
     clean = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
-    assert clean.value == "[1]"
+    assert clean.value == "clean"
     await host_is_fine(backend)
 
 

@@ -62,8 +62,12 @@ class _HostError(Exception):
     """The host refused a request; carries its ``{"name", "message"}``."""
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per call
+_decode = json.JSONDecoder().decode
+
+
 def _host(request: dict[str, Any]) -> Any:
-    reply = json.loads(_call(json.dumps(request, separators=(",", ":"))))
+    reply = _decode(_call(_encode(request)))
     if isinstance(reply, dict) and "error" in reply:
         raise sdk.error_from_dict(dict(reply["error"]))
     return reply
@@ -273,7 +277,7 @@ def _execute(code: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
 class WitWorld(wit_world.WitWorld):  # type: ignore[misc]
     def run(self, code: str, request: str) -> str:
         try:
-            result = _execute(json.loads(code), json.loads(request))
+            result = _execute(_decode(code), _decode(request))
         except sdk.StopExecution:
             result = {"outcome": "stop"}
         except MemoryError:
@@ -283,7 +287,7 @@ class WitWorld(wit_world.WitWorld):  # type: ignore[misc]
         if _steps:
             result["hits"] = _steps.pop().hits()
         try:
-            return json.dumps(result, separators=(",", ":"))
+            return _encode(result)
         except MemoryError:
             return '{"outcome":"limit","limit":"memory"}'
 
