@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from harness import TOKEN, Running, module_server, wait_status
+from harness import REPO, TOKEN, Running, module_server, wait_status
 from typer.testing import CliRunner
 
 from dynamic_workflows.cli import app
@@ -66,3 +67,40 @@ def test_cli_errors_are_one_line_and_non_zero(server: Running) -> None:
 def test_no_token_means_loopback_only() -> None:
     assert ServerConfig(host="0.0.0.0", admin_token="").safe_host()[0] == "127.0.0.1"
     assert ServerConfig(host="0.0.0.0", admin_token="t").safe_host() == ("0.0.0.0", None)
+
+
+def test_cli_run_follows_an_instance_to_its_end(tmp_path: Path) -> None:
+    runner = CliRunner()
+    store = f"sqlite:///{tmp_path}/run.db"
+    ok = runner.invoke(
+        app,
+        [
+            "run",
+            str(REPO / "tenants" / "etl"),
+            "-p",
+            '{"flaky_attempts": 1, "retry_delay": "10 ms"}',
+            "--store",
+            store,
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "extract attempt 2: 3 records" in ok.output
+    assert '"revenue": 41.75' in ok.output
+    bad = runner.invoke(
+        app,
+        [
+            "run",
+            str(REPO / "tenants" / "etl"),
+            "-p",
+            '{"flaky_attempts": 0, "records": [1]}',
+            "--store",
+            store,
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert bad.exit_code == 1
+    assert "BadRecord" in bad.output
+    missing = runner.invoke(app, ["run", str(tmp_path)])
+    assert missing.exit_code == 1
+    assert "no index.py" in missing.output
