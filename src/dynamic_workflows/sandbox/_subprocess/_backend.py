@@ -8,6 +8,7 @@ callback, so the backend needs no task group of its own.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -204,7 +205,7 @@ class SubprocessBackend:
         self._next_id = 0
         self._start_lock = asyncio.Lock()
         self.warm_failures: list[str] = []
-        self.pool_ready = 0
+        self._warm: collections.deque[ChildProcess] = collections.deque()
         self._pool_changed = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -293,6 +294,11 @@ class SubprocessBackend:
             "pool_size": self.pool_size,
         }
 
+    @property
+    def pool_ready(self) -> int:
+        """Warm children parked here, confined and waiting for a tenant."""
+        return sum(1 for child in self._warm if child.alive)
+
     async def wait_pool(self, ready: int | None = None) -> None:
         """Wait until ``ready`` (default: ``pool_size``) warm children are waiting."""
         await self.start()
@@ -309,36 +315,69 @@ class SubprocessBackend:
     async def spawn(
         self, limits: IsolateLimits = DEFAULT_LIMITS, *, warm: bool = True
     ) -> ChildProcess:
-        """A confined child waiting in ``guest.serve(3)``; ``warm=False`` skips the pool."""
+        """A confined child waiting in ``guest.serve(3)``: a warm one when the pool has one
+        (no round trip: its limits are lowered here with ``prlimit``), else a fresh fork.
+        ``warm=False`` skips the pool."""
         await self.start()
         report = self.confinement_report()
         if report["refuses"]:
             raise ConfinementError(report["refuses"], report["missing"])
-        if self._ctl is None:
-            raise WorkflowInternalError("subprocess backend is closed")
+        if warm and limits.max_processes <= 1:
+            child = self._claim_warm(limits, rlimits=report["mechanisms"]["rlimits"])
+            if child is not None:
+                return child
+        return await self._fork(limits)
+
+    def _claim_warm(self, limits: IsolateLimits, *, rlimits: bool) -> ChildProcess | None:
+        wire = limits.to_wire()
+        while self._warm:
+            child = self._warm.popleft()
+            if not child.alive:
+                continue
+            try:
+                if rlimits:
+                    _confine.apply_rlimits(_confine.rlimits_for(wire), child.pid)
+            except OSError:
+                continue
+            child.confinement["rlimits"] = _confine.rlimits_report(wire) if rlimits else {}
+            child._cpu_hard = float(_confine.rlimits_for(wire)["cpu"][1])
+            self._send({"op": "claimed", "pid": child.pid})
+            return child
+        return None
+
+    async def _fork(self, limits: IsolateLimits) -> ChildProcess:
         self._next_id += 1
         rid = self._next_id
         fut: asyncio.Future[tuple[dict[str, Any], list[int]]] = (
             asyncio.get_running_loop().create_future()
         )
         self._pending[rid] = fut
-        request = {"op": "spawn", "id": rid, "limits": limits.to_wire(), "warm": warm}
-        self._ctl.send(json.dumps(request).encode())
+        self._send({"op": "spawn", "id": rid, "limits": limits.to_wire()})
         try:
             message, fds = await fut
         finally:
             self._pending.pop(rid, None)
+        cpu_hard = float(_confine.rlimits_for(limits.to_wire())["cpu"][1])
+        child = self._adopt(message, fds, cpu_hard)
+        await self._await_ready(child)
+        return child
+
+    def _adopt(
+        self, message: dict[str, Any], fds: list[int], cpu_hard: float | None
+    ) -> ChildProcess:
         sock = socket.socket(fileno=fds[0])
         sock.setblocking(False)
         pid = int(message["pid"])
-        cpu_hard = float(_confine.rlimits_for(limits.to_wire())["cpu"][1])
         child = ChildProcess(pid, sock, fds[1], dict(message["confinement"]), cpu_hard)
         self._children[pid] = child
         if pid in self._early_exits:
             child._exited(*self._early_exits.pop(pid))
-        if not message["confinement"].get("warm"):
-            await self._await_ready(child)
         return child
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self._ctl is None:
+            raise WorkflowInternalError("subprocess backend is closed")
+        self._ctl.send(json.dumps(message).encode())
 
     async def _await_ready(self, child: ChildProcess) -> None:
         loop = asyncio.get_running_loop()
@@ -378,7 +417,7 @@ class SubprocessBackend:
         op = message.get("op")
         if op == "hello" and self._hello is not None and not self._hello.done():
             self._hello.set_result(message)
-        elif op == "spawned":
+        elif op == "spawned" and len(fds) == 2:
             fut = self._pending.get(int(message["id"]))
             if fut is not None and not fut.done():
                 fut.set_result((message, fds))
@@ -394,9 +433,13 @@ class SubprocessBackend:
                 self._early_exits[pid] = (status, cpu)
             else:
                 child._exited(status, cpu)
-        elif op == "pool":
-            self.pool_ready = int(message["ready"])
+                if child in self._warm:
+                    self._warm.remove(child)
+                    child.sock.close()
+        elif op == "warm" and len(fds) == 2:
+            self._warm.append(self._adopt(message, fds, None))
             self._pool_changed.set()
+            return
         elif op == "warm_failed":
             self.warm_failures.append(str(message.get("message")))
         for fd in fds:

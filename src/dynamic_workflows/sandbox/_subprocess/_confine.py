@@ -114,12 +114,16 @@ class Prepared:
         report["processes"] = "denied" if ("seccomp" in on and processes) else "allowed"
         report["uid"] = os.getuid()
         report["warm"] = warm
-        if limits is not None and "rlimits" in on:
-            report["rlimits"] = {k: list(v) for k, v in rlimits_for(limits).items()}
-            report["rlimits"]["nproc_enforced"] = os.getuid() != 0
-        else:
-            report["rlimits"] = {}
+        report["rlimits"] = rlimits_report(limits) if "rlimits" in on else {}
         return report
+
+
+def rlimits_report(limits: Mapping[str, Any] | None) -> dict[str, Any]:
+    if limits is None:
+        return {"core": [0, 0]}
+    out: dict[str, Any] = {k: list(v) for k, v in rlimits_for(limits).items()}
+    out["nproc_enforced"] = os.getuid() != 0  # RLIMIT_NPROC does not bind uid 0
+    return out
 
 
 def prepare(enabled: Iterable[str], read_only: Iterable[str]) -> Prepared:

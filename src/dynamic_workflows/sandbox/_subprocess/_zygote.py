@@ -6,15 +6,18 @@ no per-child cost. It prepares the Landlock ruleset and seccomp programs once, p
 mechanism end to end in a throwaway child, then serves the control socket (SOCK_SEQPACKET,
 one JSON message per packet; fds by SCM_RIGHTS):
 
-- host -> zygote ``{"op": "spawn", "id", "limits", "warm"}``
+- host -> zygote ``{"op": "spawn", "id", "limits"}``, ``{"op": "claimed", "pid"}``
 - zygote -> host ``{"op": "spawned", "id", "pid", "confinement"}`` + [channel, pidfd],
   ``{"op": "error", "id", "message"}``, ``{"op": "exit", "pid", "status", "cpu"}``,
-  ``{"op": "pool", "ready"}`` (warm children waiting), ``{"op": "warm_failed", "message"}``
+  ``{"op": "warm", ...}`` (above), ``{"op": "warm_failed", "message"}``
   and once at start ``{"op": "hello", "pid", "enabled", "failures"}``.
 
 Warm children are forked ahead, fully confined except for their rlimits, and wait in
-``guest.serve(3)``; at hand-out the zygote lowers their limits with ``prlimit`` (lowering
-needs no privilege) and passes the host end of their channel on.
+``guest.serve(3)``. Once ready they are parked at the host (``{"op": "warm", "pid",
+"confinement"}`` + [channel, pidfd]), which claims one without a round trip here: it lowers
+its limits with ``prlimit`` (lowering needs no privilege) and tells the zygote
+``{"op": "claimed", "pid"}`` so that a replacement is forked, a few ms later, when no
+request is waiting.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from typing import Any
 from . import _child, _confine, _linux
 
 _MAX_PACKET = 1 << 16
+REFILL_DELAY = 0.005
 
 
 @dataclass
@@ -41,7 +45,6 @@ class _Warm:
     pid: int
     pidfd: int
     host_end: socket.socket
-    ready: bool = False
 
 
 class Zygote:
@@ -76,6 +79,7 @@ class Zygote:
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.handed: set[int] = set()
         self.warm: dict[int, _Warm] = {}
+        self.parked: set[int] = set()
         self.refill_failures = 0
 
     # -- forking ---------------------------------------------------------------------------
@@ -99,6 +103,7 @@ class Zygote:
                     verdict = json.dumps(_confine.verify(self.prep.enabled)).encode()
                     os.write(_confine.CHANNEL_FD, _confine.READY + verdict)
                     os._exit(0)
+                _child.prepare_guest(self.guest)
                 os.write(_confine.CHANNEL_FD, _confine.READY)
             except BaseException as exc:
                 try:
@@ -143,8 +148,17 @@ class Zygote:
             self.failures[mechanism] = reason
             self.prep.enabled -= {mechanism}
 
+    def pool_count(self) -> int:
+        """Warm children starting here plus those parked at the host, not yet claimed."""
+        return len(self.warm) + len(self.parked)
+
+    def quiet_refill(self) -> bool:
+        """Nothing to refill: block until the next event. Otherwise wait REFILL_DELAY for
+        more requests first, so a fork does not compete with the child just handed out."""
+        return self.pool_count() >= self.pool_size or self.refill_failures >= 3
+
     def refill(self) -> None:
-        while len(self.warm) < self.pool_size and self.refill_failures < 3:
+        while self.pool_count() < self.pool_size and self.refill_failures < 3:
             pid, pidfd, host_end = self.fork_child(None)
             w = _Warm(pid, pidfd, host_end)
             self.warm[pid] = w
@@ -159,10 +173,19 @@ class Zygote:
         except BlockingIOError:
             return
         if data == _confine.READY:
-            w.ready = True
+            # Park it at the host: claiming it there costs no round trip to the zygote.
             self.refill_failures = 0
             self.sel.unregister(w.host_end)
-            self.send_pool()
+            del self.warm[pid]
+            self.parked.add(pid)
+            self.handed.add(pid)
+            report = self.prep.report(None, warm=True)
+            try:
+                message = {"op": "warm", "pid": pid, "confinement": report}
+                self.send(message, [w.host_end.fileno(), w.pidfd])
+            finally:
+                w.host_end.close()
+                os.close(w.pidfd)
             return
         self._drop_warm(w)
         self.refill_failures += 1
@@ -170,8 +193,7 @@ class Zygote:
 
     def _drop_warm(self, w: _Warm) -> None:
         self.warm.pop(w.pid, None)
-        if not w.ready:
-            self.sel.unregister(w.host_end)
+        self.sel.unregister(w.host_end)
         w.host_end.close()
         with contextlib.suppress(OSError):
             signal.pidfd_send_signal(w.pidfd, signal.SIGKILL)
@@ -185,30 +207,17 @@ class Zygote:
         else:
             self.ctl.send(data)
 
-    def send_pool(self) -> None:
-        self.send({"op": "pool", "ready": sum(1 for w in self.warm.values() if w.ready)})
-
     def spawn(self, request: dict[str, Any]) -> None:
         limits = dict(request["limits"])
-        warm = next((w for w in self.warm.values() if w.ready), None)
-        if warm is not None and request.get("warm", True) and int(limits["max_processes"]) <= 1:
-            del self.warm[warm.pid]
-            pid, pidfd, host_end = warm.pid, warm.pidfd, warm.host_end
-            if "rlimits" in self.prep.enabled:
-                _confine.apply_rlimits(_confine.rlimits_for(limits), pid)
-        else:
-            warm = None
-            pid, pidfd, host_end = self.fork_child(limits)
+        pid, pidfd, host_end = self.fork_child(limits)
         self.handed.add(pid)
-        report = self.prep.report(limits, warm=warm is not None)
+        report = self.prep.report(limits, warm=False)
         message = {"op": "spawned", "id": request["id"], "pid": pid, "confinement": report}
         try:
             self.send(message, [host_end.fileno(), pidfd])
         finally:
             host_end.close()
             os.close(pidfd)
-        if warm is not None:
-            self.send_pool()
 
     def reap(self) -> None:
         try:
@@ -225,6 +234,7 @@ class Zygote:
                 return
             if pid in self.handed:
                 self.handed.discard(pid)
+                self.parked.discard(pid)
                 cpu = usage.ru_utime + usage.ru_stime
                 self.send({"op": "exit", "pid": pid, "status": status, "cpu": cpu})
             elif pid in self.warm:
@@ -248,7 +258,10 @@ class Zygote:
         )
         self.refill()
         while True:
-            for key, _ in self.sel.select():
+            events = self.sel.select(None if self.quiet_refill() else REFILL_DELAY)
+            if not events:
+                self.refill()
+            for key, _ in events:
                 kind, pid = key.data
                 if kind == "ctl":
                     try:
@@ -260,6 +273,9 @@ class Zygote:
                     if not data:
                         return
                     request = json.loads(data)
+                    if request.get("op") == "claimed":
+                        self.parked.discard(int(request["pid"]))
+                        continue
                     try:
                         self.spawn(request)
                     except Exception as exc:
@@ -268,7 +284,6 @@ class Zygote:
                     self.reap()
                 else:
                     self._warm_event(pid)
-            self.refill()
 
 
 def main() -> None:
