@@ -109,10 +109,25 @@ async def test_no_environment_argv_or_stdin(backend: WasmBackend) -> None:
     assert result.value == [{}, [], "", None, "/"]
 
 
+MEMORY_BOMBS = [
+    ("list bomb", "x = [0] * (10 ** 9)"),
+    ("bytes bomb", "x = bytearray(10 ** 9)"),
+    ("append loop", "keep = []\nwhile True:\n    keep.append('x' * 100_000)"),
+]
+
+
+@pytest.mark.parametrize("body", [r[1] for r in MEMORY_BOMBS], ids=[r[0] for r in MEMORY_BOMBS])
+async def test_memory_bombs_fail_the_run_with_the_limit(backend: WasmBackend, body: str) -> None:
+    # As in the subprocess guest: a MemoryError escaping run() fails the instance with
+    # IsolateLimitError("memory"); the store (capped at limits.memory_mb) is then discarded.
+    result = await attack(backend, body)
+    assert isinstance(result, RunResult), result
+    assert result.outcome == "raise"
+    assert result.error == IsolateLimitError("memory").to_dict()
+    await host_is_fine(backend)
+
+
 LIMITED = [
-    ("list bomb", "x = [0] * (10 ** 9)", "memory"),
-    ("bytes bomb", "x = bytearray(10 ** 9)", "memory"),
-    ("append loop", "keep = []\nwhile True:\n    keep.append('x' * 100_000)", "memory"),
     ("cpu spin", "while True:\n    pass", "cpu"),
     (
         "spin catching",
@@ -134,6 +149,20 @@ async def test_limits_end_the_call(backend: WasmBackend, body: str, limit: str) 
     assert isinstance(result.error, IsolateLimitError)
     assert result.error.limit == limit
     await host_is_fine(backend)
+
+
+async def test_cpu_spin_in_a_step_is_the_cpu_limit(backend: WasmBackend) -> None:
+    ops = ScriptedOps()
+    body = """
+    def spin():
+        while True:
+            pass
+    await step.do("spin", spin)
+    """
+    result = await attack(backend, body, ops)
+    assert isinstance(result, IsolateLost) and isinstance(result.error, IsolateLimitError)
+    assert result.error.limit == "cpu"
+    assert [c[0] for c in ops.calls] == ["do_begin"]  # the attempt was in flight
 
 
 async def test_memory_bomb_in_a_step_fails_that_attempt(backend: WasmBackend) -> None:

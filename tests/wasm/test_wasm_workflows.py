@@ -312,7 +312,7 @@ class Api(WorkerEntrypoint):
     }
     assert counter.total == 6
     assert await isolate.call("Api", "double", [21]) == 42
-    with pytest.raises(WorkflowError, match="not public"):
+    with pytest.raises(WorkflowError, match="cannot be called"):
         await isolate.call("Api", "_private", [])
 
 

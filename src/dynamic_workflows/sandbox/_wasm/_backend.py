@@ -122,7 +122,11 @@ class _Run:
         self.started = time.monotonic()
         self.wall_deadline = self.started + limits.wall_seconds
         self.cpu_budget = limits.cpu_seconds
+        """Per call, and afresh for every step attempt (as in the subprocess guest)."""
         self.wasm_seconds = 0.0
+        """Time in wasm outside attempts, or in the current attempt while one runs."""
+        self.attempt_running = False
+        self.outside_seconds = 0.0
         self.resumed = self.started
         self.stopped: str | None = None
         """Why the host trapped the guest: ``"wall"`` or ``"cancelled"``."""
@@ -352,8 +356,6 @@ class WasmBackend:
             raise _lost("the wasm guest returned a result that is not JSON") from None
         if not isinstance(result, dict) or result.get("outcome") not in _OUTCOMES:
             raise _lost("the wasm guest returned a malformed result")
-        if result["outcome"] == "limit":
-            raise _lost("MemoryError escaped the run", IsolateLimitError("memory"))
         try:
             check_depth(result, MAX_DEPTH + 4)
         except GuestRequestError:
@@ -414,6 +416,8 @@ def _host_call(store: Any, raw: str) -> str:
     try:
         request = parse_request(raw)
         reply: Any = _wait(run, _serve(run, request))
+        if isinstance(request, DoBegin | DoEnd):
+            _track_attempt(run, reply)
     except _Abort:
         raise
     except BaseException as error:
@@ -476,6 +480,18 @@ class _HostCall:
                 self.work.close()
             self.error = asyncio.CancelledError()
             self.done.release()
+
+
+def _track_attempt(run: _Run, decision: Any) -> None:
+    """A fresh CPU budget for each attempt; back to the run's own budget after it."""
+    if isinstance(decision, dict) and decision.get("action") == "attempt":
+        if not run.attempt_running:
+            run.outside_seconds = run.wasm_seconds  # the run's own time so far
+        run.attempt_running = True
+        run.wasm_seconds = 0.0
+    elif run.attempt_running:
+        run.attempt_running = False
+        run.wasm_seconds = run.outside_seconds
 
 
 def _wait(run: _Run, work: Awaitable[Any]) -> Any:
@@ -596,6 +612,9 @@ class WasmIsolate:
         if not isinstance(hits, list) or not all(isinstance(h, str) for h in hits):
             raise _lost("the wasm guest reported malformed hits")
         outcome = result["outcome"]
+        if outcome == "limit":  # MemoryError escaped run: the instance fails with it
+            error = IsolateLimitError("memory").to_dict()
+            return RunResult("raise", error=error, hits=tuple(hits))
         if outcome == "return":
             return RunResult("return", value=result.get("value"), hits=tuple(hits))
         if outcome == "stop":
@@ -605,8 +624,7 @@ class WasmIsolate:
     async def fetch(self, entrypoint: str | None, request: Request) -> Response:
         wire = {"kind": "fetch", "entrypoint": entrypoint, "request": request.to_wire()}
         result = await self._invoke(wire, None, None)
-        if result["outcome"] != "return":
-            raise error_from_dict(_error_of(result))
+        _raise_unless_returned(result)
         value = result.get("value")
         if not isinstance(value, dict):
             raise _lost("the wasm guest returned a malformed response")
@@ -619,8 +637,7 @@ class WasmIsolate:
         wire: dict[str, Any] = {"kind": "call", "entrypoint": entrypoint, "method": method}
         wire["args"] = [encode_value(a) for a in args]
         result = await self._invoke(wire, None, None)
-        if result["outcome"] != "return":
-            raise error_from_dict(_error_of(result))
+        _raise_unless_returned(result)
         return decode_value(result.get("value"))
 
     def on_log(self, sink: LogSink) -> None:
@@ -634,6 +651,13 @@ class WasmIsolate:
         self._closed = True
         self._code = None
         self._owner._isolates.discard(self)
+
+
+def _raise_unless_returned(result: dict[str, Any]) -> None:
+    if result["outcome"] == "limit":
+        raise IsolateLimitError("memory")
+    if result["outcome"] != "return":
+        raise error_from_dict(_error_of(result))
 
 
 def _error_of(result: dict[str, Any]) -> dict[str, str]:

@@ -160,15 +160,42 @@ class _Env(types.SimpleNamespace):
     """``self.env``: bindings by attribute (``env.WORKFLOWS``) and by key."""
 
     def __getitem__(self, key: str) -> Any:
-        return getattr(self, key)
+        return self.__dict__[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.__dict__
+
+    def keys(self) -> list[str]:
+        return list(self.__dict__)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.__dict__.get(key, default)
+
+
+class _Context:
+    """The ``ctx`` an entrypoint receives: its own names, never dispatcher metadata."""
+
+    def __init__(self, instance_id: str | None = None, workflow_name: str | None = None) -> None:
+        self.instance_id = instance_id
+        self.workflow_name = workflow_name
 
 
 class _TenantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports the tenant's modules (and only them) from their sources, freshly per run."""
 
-    def __init__(self, modules: dict[str, str]) -> None:
-        self.modules = modules
-        self.packages = {name.rpartition(".")[0] for name in modules if "." in name}
+    def __init__(self, files: dict[str, str]) -> None:
+        self.modules: dict[str, str] = {}
+        self.packages: set[str] = set()
+        for path, source in files.items():
+            name = _module_name(path)
+            if name.endswith(".__init__"):
+                name = name.removesuffix(".__init__")
+                self.packages.add(name)
+            self.modules[name] = source
+        for name in list(self.modules):  # folders without an __init__.py are packages too
+            parts = name.split(".")
+            for i in range(1, len(parts)):
+                self.packages.add(".".join(parts[:i]))
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
@@ -188,6 +215,11 @@ class _TenantFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         filename = module.__name__.replace(".", "/") + ".py"
         module.__file__ = filename
         exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - the point
+
+
+def _module_name(path: str) -> str:
+    """``"lib/util.py"`` (the loader's form) and ``"lib.util"`` both name ``lib.util``."""
+    return path.removesuffix(".py").replace("/", ".") if path.endswith(".py") else path
 
 
 class _Missing(importlib.abc.MetaPathFinder):
@@ -234,13 +266,14 @@ def _execute(code: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         del sys.modules[name]
     sys.meta_path[:] = [_TenantFinder(modules), _Missing()]
     random.seed()  # the snapshot was seeded at build time; every instance reseeds
-    main = importlib.import_module(str(code["main"]))
+    main = importlib.import_module(_module_name(str(code["main"])))
     env = _Env(**{str(k): _revive(v) for k, v in dict(request.get("env") or {}).items()})
-    ctx = types.SimpleNamespace(backend="wasm")
+    ctx = _Context()
     kind = request["kind"]
     if kind == "workflow":
-        instance = _entry_class(main, str(request["entrypoint"]))(ctx, env)
         event = sdk.WorkflowEvent.from_wire(request["event"])
+        ctx = _Context(event.instance_id, event.workflow_name)
+        instance = _entry_class(main, str(request["entrypoint"]))(ctx, env)
         step = sdk.WorkflowStep(
             _HostOps(),
             request.get("journal") or {},
@@ -265,9 +298,12 @@ def _execute(code: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         return {"outcome": "return", "value": response.to_wire()}
     if kind == "call":
         method = str(request["method"])
-        if method.startswith("_"):
-            raise sdk.WorkflowError(f"method {method!r} is not public")
-        target = getattr(_entry_class(main, str(request["entrypoint"]))(ctx, env), method)
+        if method.startswith("_") or method in {"run", "fetch"}:
+            raise sdk.WorkflowError(f"method {method!r} cannot be called")
+        entrypoint = str(request["entrypoint"])
+        target = getattr(_entry_class(main, entrypoint)(ctx, env), method, None)
+        if not callable(target):
+            raise sdk.WorkflowError(f"entrypoint {entrypoint!r} has no method {method!r}")
         args = [_revive(a) for a in request.get("args") or []]
         value = _drive(target(*args))
         return {"outcome": "return", "value": sdk.encode_value(value, path="the result")}
@@ -280,9 +316,9 @@ class WitWorld(wit_world.WitWorld):  # type: ignore[misc]
             result = _execute(_decode(code), _decode(request))
         except sdk.StopExecution:
             result = {"outcome": "stop"}
-        except MemoryError:
+        except MemoryError:  # the store's memory limit (S40); the host reports it
             result = {"outcome": "limit", "limit": "memory"}
-        except BaseException as error:
+        except BaseException as error:  # SystemExit too: the tenant's, not ours
             result = {"outcome": "raise", "error": sdk.error_to_dict(error)}
         if _steps:
             result["hits"] = _steps.pop().hits()
