@@ -336,8 +336,8 @@ class Connection(asyncio.Protocol):
         if isinstance(frame, Call):
             self._on_call(frame)
         elif isinstance(frame, Result):
-            future = self._pending.pop(frame.id, None)
             value = self._import(frame.value, frame.caps)
+            future = self._pending.pop(frame.id, None)
             if future is not None and not future.done():
                 future.set_result(value)
         elif isinstance(frame, Error):
