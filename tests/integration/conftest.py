@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import anyio
 import pytest
 
+from dynamic_workflows.loader import WorkerLoader
 from dynamic_workflows.runtime import (
     InstanceHandle,
     InstanceStatus,
@@ -37,9 +38,11 @@ from dynamic_workflows.runtime import (
     Workflows,
 )
 
+from ._isolated import register_isolated
+
 T0 = 1_700_000_000.0
 HANG_GUARD = 20.0
-BACKENDS = ["inprocess"]
+BACKENDS = ["inprocess", "subprocess"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -111,18 +114,26 @@ def make_engine(db_path: Path, clock: RecordingClock) -> MakeEngine:
 
 
 @pytest.fixture
-def register(backend: str) -> Register:
-    """Register a workflow class the way the current backend runs it."""
+async def register(backend: str, tmp_path: Path) -> AsyncIterator[Register]:
+    """Register a workflow class the way the current backend runs it: in-process, or
+    shipped into a real isolate through a loader that outlives the test's engines."""
+    if backend == "inprocess":
 
-    def reg(
-        engine: Workflows, name: str, cls: type, *, env: Mapping[str, Any] | None = None
-    ) -> None:
-        if backend == "inprocess":
+        def reg(
+            engine: Workflows, name: str, cls: type, *, env: Mapping[str, Any] | None = None
+        ) -> None:
             engine.register(name, cls, env=dict(env or {}))
-        else:  # pragma: no cover - later backends are added by the lead
-            raise NotImplementedError(backend)
 
-    return reg
+        yield reg
+        return
+    async with WorkerLoader(backend=backend, code_dir=tmp_path / "code") as loader:  # type: ignore[arg-type]
+
+        def reg_isolated(
+            engine: Workflows, name: str, cls: type, *, env: Mapping[str, Any] | None = None
+        ) -> None:
+            register_isolated(engine, name, cls, env=env, loader=loader)
+
+        yield reg_isolated
 
 
 @pytest.fixture

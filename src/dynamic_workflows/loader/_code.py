@@ -116,7 +116,7 @@ class WorkerCode:
                 cloudpickle.unregister_pickle_by_value(__import__(module, fromlist=["_"]))
         entry_name = name or entrypoint.__name__
         return cls(
-            main_module="__pickled__.py",
+            main_module="",
             modules={},
             env=dict(env or {}),
             limits=limits,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -41,6 +42,9 @@ from ..sdk import (
 from ._code import CodeStore, WorkerCode
 
 CodeFactory = Callable[[], WorkerCode | Awaitable[WorkerCode]]
+SlotKey = tuple[str, str, int]
+"""(worker id, code version, deployment generation): a redeploy with the same code but a new
+env gets fresh isolates, while runs in flight finish on the old ones."""
 LogRecord = dict[str, Any]
 
 
@@ -64,7 +68,7 @@ class WorkerBindable(Protocol):
 class _Slot:
     """One live isolate for (worker id, version), with its use count."""
 
-    def __init__(self, key: tuple[str, str]) -> None:
+    def __init__(self, key: SlotKey) -> None:
         self.key = key
         self.isolate: Isolate | None = None
         self.ready = anyio.Event()
@@ -95,7 +99,8 @@ class WorkerLoader:
         self._backends: dict[str, IsolateBackend] = {}
         self._backend_lock = anyio.Lock()
         self._stubs: dict[str, WorkerStub] = {}
-        self._slots: OrderedDict[tuple[str, str], _Slot] = OrderedDict()
+        self._slots: OrderedDict[SlotKey, _Slot] = OrderedDict()
+        self._generations = itertools.count(1)
         self._sinks: list[Callable[[LogRecord], None]] = []
         self._task_group: anyio.abc.TaskGroup | None = None
 
@@ -129,9 +134,13 @@ class WorkerLoader:
         """The stub for ``worker_id``; ``factory`` runs only when the id is not cached."""
         stub = self._stubs.get(worker_id)
         if stub is None:
-            stub = WorkerStub(self, worker_id, factory)
+            stub = WorkerStub(self, worker_id, factory, next(self._generations))
             self._stubs[worker_id] = stub
         return stub
+
+    def _current(self, key: SlotKey) -> bool:
+        stub = self._stubs.get(key[0])
+        return stub is not None and stub.generation == key[2]
 
     def invalidate(self, worker_id: str) -> None:
         """Forget the cached code of ``worker_id``: the next ``get`` runs its factory again.
@@ -140,7 +149,8 @@ class WorkerLoader:
 
     def deploy(self, worker_id: str, code: WorkerCode) -> WorkerStub:
         """Replace ``worker_id``'s code with ``code`` (a new version for new instances)."""
-        self._stubs[worker_id] = stub = WorkerStub(self, worker_id, lambda: code)
+        stub = WorkerStub(self, worker_id, lambda: code, next(self._generations))
+        self._stubs[worker_id] = stub
         return stub
 
     async def evict(self, worker_id: str | None = None) -> None:
@@ -177,8 +187,8 @@ class WorkerLoader:
             return backend
 
     @contextlib.asynccontextmanager
-    async def _use(self, worker_id: str, code: WorkerCode) -> AsyncIterator[Isolate]:
-        slot = await self._acquire(worker_id, code)
+    async def _use(self, stub: WorkerStub, code: WorkerCode) -> AsyncIterator[Isolate]:
+        slot = await self._acquire(stub, code)
         slot.in_flight += 1
         try:
             assert slot.isolate is not None
@@ -190,8 +200,9 @@ class WorkerLoader:
             slot.in_flight -= 1
             slot.last_used = time.monotonic()
 
-    async def _acquire(self, worker_id: str, code: WorkerCode) -> _Slot:
-        key = (worker_id, code.version)
+    async def _acquire(self, stub: WorkerStub, code: WorkerCode) -> _Slot:
+        worker_id = stub.id
+        key = (worker_id, code.version, stub.generation)
         slot = self._slots.get(key)
         if slot is not None and slot.isolate is not None and not slot.isolate.alive:
             await self._discard(slot)
@@ -265,18 +276,22 @@ class WorkerLoader:
             await anyio.sleep(min(5.0, max(self.idle_timeout / 4, 0.05)))
             now = time.monotonic()
             for slot in list(self._slots.values()):
-                idle = slot.in_flight == 0 and now - slot.last_used > self.idle_timeout
+                expired = now - slot.last_used > self.idle_timeout
                 dead = slot.isolate is not None and not slot.isolate.alive
-                if slot.isolate is not None and (idle or (dead and slot.in_flight == 0)):
+                stale = not self._current(slot.key)  # its tenant was redeployed
+                if slot.isolate is not None and slot.in_flight == 0 and (expired or dead or stale):
                     await self._discard(slot)
 
 
 class WorkerStub:
     """One tenant's current deployment; isolates start on first use."""
 
-    def __init__(self, loader: WorkerLoader, worker_id: str, factory: CodeFactory) -> None:
+    def __init__(
+        self, loader: WorkerLoader, worker_id: str, factory: CodeFactory, generation: int
+    ) -> None:
         self._loader = loader
         self.id = worker_id
+        self.generation = generation
         self._factory = factory
         self._code: WorkerCode | None = None
         self._lock = anyio.Lock()
@@ -332,7 +347,7 @@ class EntrypointStub:
         """Forward ``run(event, step)`` into the tenant's isolate; the step's ops stay here."""
         code = await self._worker.code_at(self.version)
         try:
-            async with self._worker._loader._use(self._worker.id, code) as isolate:
+            async with self._worker._loader._use(self._worker, code) as isolate:
                 result = await isolate.run_workflow(
                     self.name or "TenantWorkflow",
                     event,
@@ -352,7 +367,7 @@ class EntrypointStub:
     async def fetch(self, request: Request) -> Response:
         code = await self._worker.code_at(self.version)
         try:
-            async with self._worker._loader._use(self._worker.id, code) as isolate:
+            async with self._worker._loader._use(self._worker, code) as isolate:
                 return await isolate.fetch(self.name, request)
         except IsolateLost as lost:
             raise lost.error from None
@@ -364,7 +379,7 @@ class EntrypointStub:
         async def call(*args: Any) -> Any:
             code = await self._worker.code_at(self.version)
             try:
-                async with self._worker._loader._use(self._worker.id, code) as isolate:
+                async with self._worker._loader._use(self._worker, code) as isolate:
                     return await isolate.call(self.name or "default", method, list(args))
             except IsolateLost as lost:
                 raise lost.error from None

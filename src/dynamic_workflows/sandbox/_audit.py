@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import secrets
@@ -22,14 +23,21 @@ import struct
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from ..sdk import IsolateLimitError, Request, WorkflowError
 from ._limits import IsolateLimits
-from ._subprocess import MECHANISMS, PLAIN_GUEST, ChildProcess, ExitInfo, SubprocessBackend
+from ._subprocess import (
+    DEFAULT_GUEST,
+    MECHANISMS,
+    PLAIN_GUEST,
+    ChildProcess,
+    ExitInfo,
+    SubprocessBackend,
+)
 
 BATTERY_LIMITS = IsolateLimits(memory_mb=256, cpu_seconds=1.0, cpu_seconds_total=1.0)
 """Small limits so the memory and CPU attacks end quickly (RLIMIT_CPU soft 1 s, hard 2 s)."""
@@ -90,6 +98,18 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("unix_socketpair", ("socketpair works",), "asyncio's socketpair", sanity=True),
 )
 
+_SURVIVED = ("channel closed", "forged frame sent, host still talking")
+CHANNEL_ATTACKS: tuple[Attack, ...] = (
+    Attack("channel_forged_cap", _SURVIVED, "call a capability id never handed out"),
+    Attack("channel_oversized_frame", ("channel closed",), "a 4 GiB frame header"),
+    Attack("channel_deep_nesting", ("channel closed",), "arguments nested 200,000 deep"),
+    Attack("channel_garbage", ("channel closed",), "a frame that is not JSON"),
+    Attack("channel_pickle", ("channel closed",), "a pickle the host must never load"),
+)
+"""Attacks on the RPC channel itself (need the RPC guest): the isolate writes raw frames
+to its own channel; the host closes that channel at worst and never decodes more than
+JSON."""
+
 
 @dataclass
 class Row:
@@ -148,11 +168,9 @@ class Targets:
     def params(self, *, confined: bool, victim_pid: int) -> dict[str, Any]:
         """Attack parameters; with any mechanism off, the killing, tracing and writing
         attacks aim at sacrificial targets only."""
-        import dynamic_workflows
-
         write_dirs = [str(self.write_dir)]
         if confined:
-            package = os.path.dirname(os.path.abspath(dynamic_workflows.__file__))
+            package = str(Path(__file__).resolve().parents[1])  # dynamic_workflows/
             write_dirs += [tempfile.gettempdir(), sys.prefix, package]
         return {
             "outbound_host": _own_address(),
@@ -330,15 +348,78 @@ class PlainClient:
         await self.child.wait_exit()
 
 
+class ChannelClient:
+    """The product path: RPC's ``ChannelIsolate`` over the guest runtime, the tenant loaded
+    as a one-module ``CodeBundle`` and called through ``fetch``."""
+
+    def __init__(self, child: ChildProcess, isolate: Any) -> None:
+        self.child = child
+        self.isolate = isolate
+        self.pid = child.pid
+
+    @classmethod
+    async def open(cls, backend: SubprocessBackend) -> ChannelClient:
+        from ._channel import ChannelIsolate
+
+        child = await backend.spawn(BATTERY_LIMITS)
+        isolate = await ChannelIsolate.connect(
+            child.sock,
+            BATTERY_LIMITS,
+            backend="subprocess",
+            process=child,
+            confinement=child.confinement,
+        )
+        return cls(child, isolate)
+
+    async def load(self, source: str) -> None:
+        from ._isolate import CodeBundle
+
+        version = hashlib.sha256(source.encode()).hexdigest()[:16]
+        bundle = CodeBundle(main_module="index.py", modules={"index.py": source}, version=version)
+        await self._guard(self.isolate.load(bundle))
+
+    async def fetch(self, params: dict[str, Any]) -> dict[str, Any]:
+        request = Request("POST", "/", {"content-type": "application/json"})
+        request.body = json.dumps(params).encode()
+        response = await self._guard(self.isolate.fetch(None, request))
+        if response.status != 200:
+            raise WorkflowError(f"HTTP {response.status}: {response.body_bytes()[:200]!r}")
+        result: dict[str, Any] = json.loads(response.body_bytes())
+        return result
+
+    async def _guard(self, call: Awaitable[Any]) -> Any:
+        from ._isolate import IsolateLost
+
+        try:
+            return await call
+        except IsolateLost as lost:
+            if isinstance(lost.error, IsolateLimitError):
+                raise lost.error from None
+            ended = "still running"
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(10):
+                    ended = (await self.child.wait_exit()).detail
+            detail = f"channel closed: {lost.error.message} (isolate: {ended})"
+            info = ExitInfo(None, None, None, detail, self.child.cpu_seconds())
+            raise IsolateGone(info) from None
+
+    async def close(self) -> None:
+        await self.isolate.close()
+        await self.child.aclose()
+
+
+Guest = Literal["rpc", "plain"]
+
+
 @contextlib.asynccontextmanager
 async def open_backend(
-    *, disable: Iterable[str] = (), pool_size: int = 2
+    *, disable: Iterable[str] = (), pool_size: int = 2, guest: Guest = "rpc"
 ) -> AsyncIterator[SubprocessBackend]:
     """The subprocess backend the battery attacks, with ``disable``d mechanisms accepted as
     missing (all of them: to show each attack works when nothing stops it)."""
     off = tuple(disable)
     backend = SubprocessBackend(
-        guest=PLAIN_GUEST,
+        guest=DEFAULT_GUEST if guest == "rpc" else PLAIN_GUEST,
         pool_size=pool_size,
         pool_limits=BATTERY_LIMITS,
         disable=off,
@@ -349,7 +430,11 @@ async def open_backend(
 
 
 async def new_client(backend: SubprocessBackend, source: str) -> TenantClient:
-    client = PlainClient(await backend.spawn(BATTERY_LIMITS))
+    client: TenantClient
+    if backend.guest == PLAIN_GUEST:
+        client = PlainClient(await backend.spawn(BATTERY_LIMITS))
+    else:
+        client = await ChannelClient.open(backend)
     await client.load(source)
     return client
 
@@ -372,10 +457,18 @@ async def run_attack(
         reply = await asyncio.wait_for(client.fetch(params), 60)
         result = str(reply.get("result"))
         escaped = bool(reply.get("escaped"))
+    except TimeoutError:
+        result = "no answer within 60 s"
+        escaped = True
     except IsolateLimitError as exc:
         result = f"IsolateLimitError({exc.limit})"
     except IsolateGone as exc:
-        result = f"isolate ended: {exc.info.detail}"
+        closed = exc.info.detail.startswith("channel closed") or exc.info.detail.startswith(
+            "killed by the host"
+        )
+        result = (
+            f"channel closed ({exc.info.detail})" if closed else f"isolate ended: {exc.info.detail}"
+        )
         escaped = attack.silent_death_escapes
     except WorkflowError as exc:
         result = f"error: {exc.message}"
@@ -407,18 +500,22 @@ async def run_battery(
     *,
     confined: bool = True,
     disable: Iterable[str] | None = None,
-    attacks: Iterable[Attack] = ATTACKS,
+    attacks: Iterable[Attack] | None = None,
+    guest: Guest = "rpc",
     tenants_dir: Path | None = None,
     store_path: Path | None = None,
 ) -> dict[str, Any]:
     """Every attack in its own isolate; another tenant ("echo") is served between attacks.
     ``confined=False`` disables every mechanism; ``disable`` names some (fallback tests).
+    With the RPC guest the channel attacks run too (``attacks=None``: all that apply).
     Returns ``{"confinement", "results": [rows], "escapes", "other_tenant_ok"}``."""
     tenants = tenants_dir or default_tenants_dir()
+    if attacks is None:
+        attacks = ATTACKS + (CHANNEL_ATTACKS if guest == "rpc" else ())
     off = tuple(disable) if disable is not None else (() if confined else MECHANISMS)
     confined = not off
     with targets(store_path) as target:
-        async with open_backend(disable=off) as backend:
+        async with open_backend(disable=off, guest=guest) as backend:
             other = await new_client(backend, (tenants / "echo" / "index.py").read_text())
             rows: list[Row] = []
             try:
@@ -439,6 +536,7 @@ async def run_battery(
             report = backend.confinement_report()
     return {
         "confined": confined,
+        "guest": guest,
         "confinement": confinement,
         "host": report,
         "results": [asdict(r) for r in rows],

@@ -20,6 +20,7 @@ import sys
 import sysconfig
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from ...sdk import WorkflowInternalError
@@ -154,12 +155,12 @@ class ChildProcess:
 def python_paths() -> tuple[list[str], list[str]]:
     """(sys.path for the zygote, read-only roots for Landlock): the standard library, the
     environment's site-packages and our own package, never the working directory."""
-    import dynamic_workflows
-
     stdlib = [sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")]
     dynload = [os.path.join(p, "lib-dynload") for p in stdlib]
     packages = [p for p in site.getsitepackages() if os.path.isdir(p)]
-    package_dir = os.path.dirname(os.path.abspath(dynamic_workflows.__file__))
+    # dynamic_workflows/ itself, found without importing the package root (which would pull
+    # in the engine and SQL: sandbox must not, see the import contracts)
+    package_dir = str(Path(__file__).resolve().parents[2])
     package_parent = os.path.dirname(package_dir)
     allowed = {*stdlib, *dynload, *packages}
     sys_path = [package_parent]
