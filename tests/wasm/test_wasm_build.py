@@ -65,7 +65,7 @@ async def test_a_failed_build_is_a_clear_error_for_every_caller(
 
     def broken() -> dict[str, bytes]:
         files = real()
-        files["dynwf_guest.py"] += b"\nthis is not python\n"
+        files["wit/runner.wit"] += b"\nthis is not wit\n"
         return files
 
     monkeypatch.setattr(_build, "guest_files", broken)

@@ -38,9 +38,13 @@ def workflow(body: str) -> dict[str, str]:
     return {"main": source}
 
 
-async def attack(backend: WasmBackend, body: str, ops: ScriptedOps | None = None) -> Any:
+async def attack(
+    backend: WasmBackend, body: str, ops: ScriptedOps | None = None, sink: Any = None
+) -> Any:
     """Run ``body``; the RunResult, or the exception the host raised."""
     isolate = await load(backend, workflow(body), limits=LIMITS)
+    if sink is not None:
+        isolate.on_log(sink)
     try:
         return await isolate.run_workflow("W", event(), ops or ScriptedOps(), {}, step_limit=100)
     except Exception as error:
@@ -211,6 +215,7 @@ FORGED = [
 
 async def test_forged_host_calls_are_refused(backend: WasmBackend) -> None:
     ops = ScriptedOps()
+    logs: list[dict[str, Any]] = []
     forged = json.dumps(FORGED)
     body = f"""
     from wit_world.imports import host
@@ -219,9 +224,12 @@ async def test_forged_host_calls_are_refused(backend: WasmBackend) -> None:
         replies.append(json.loads(host.call(raw)))
     return replies
     """
-    result = await attack(backend, "import json\n" + textwrap.dedent(body), ops)
+    result = await attack(backend, "import json\n" + textwrap.dedent(body), ops, logs.append)
     assert isinstance(result, RunResult) and result.outcome == "return", result
     assert len(result.value) == len(FORGED) + 1
+    refused = [r["line"] for r in logs if r["stream"] == "log"]
+    assert len(refused) == 11 and "more host calls refused" in refused[-1]  # attributed, capped
+    assert all(r["instance_id"] == "inst-1" for r in logs)
     for raw, reply in zip(FORGED, result.value, strict=False):
         assert reply["error"]["name"] == "GuestRequestError", (raw, reply)
         assert "invalid host call" in reply["error"]["message"]

@@ -454,3 +454,18 @@ class W:
     assert wasm == local, (wasm, local)
     assert wasm[-1].outcome == "return", wasm
     assert wasm[-1].value[:4] == ["none", 1, True, 3], wasm
+
+
+async def test_the_confinement_is_probed_at_start(backend: WasmBackend) -> None:
+    report = backend.confinement_report()
+    assert report["backend"] == "wasm" and report["runner_ready"] is True
+    assert report["probe"] == {
+        "env_empty": True,
+        "argv_empty": True,
+        "stdin_empty": True,
+        "no_files": True,
+        "no_network": True,
+        "memory_capped": True,
+    }
+    isolate = await backend.new_isolate()
+    assert isolate.confinement["probe"] == report["probe"]

@@ -205,6 +205,8 @@ class WasmBackend:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._isolates: set[WasmIsolate] = set()
+        self._probe: dict[str, bool] | None = None
+        self._probe_lock = anyio.Lock()
         self.closed = False
 
     # -- life cycle ----------------------------------------------------------------------
@@ -235,7 +237,18 @@ class WasmBackend:
             self._built.set()
 
     async def ready(self) -> None:
-        """Wait for the runner; a failed build is a :class:`RunnerBuildError` every time."""
+        """Wait for the runner and its confinement probe; a failed build (or probe) is a
+        :class:`RunnerBuildError` every time."""
+        await self._loaded()
+        if self._probe is None:
+            async with self._probe_lock:
+                if self._probe is None:
+                    self._probe = await self._run_probe()
+        failed = sorted(name for name, ok in self._probe.items() if ok is not True)
+        if failed:
+            raise RunnerBuildError(f"the wasm runner is not confined: {', '.join(failed)}")
+
+    async def _loaded(self) -> None:
         self.start()
         while not self._built.is_set():
             await anyio.to_thread.run_sync(self._built.wait, 0.5)
@@ -243,6 +256,18 @@ class WasmBackend:
             raise RunnerBuildError(
                 f"the wasm runner is not available: {self._build_error}"
             ) from self._build_error
+
+    async def _run_probe(self) -> dict[str, bool]:
+        """Check, inside a real instance, that the confinement holds (as the subprocess
+        backend probes its mechanisms at start); a failure refuses every isolate."""
+        code = orjson.dumps({"main": "probe", "modules": {"probe": _PROBE}}).decode()
+        request = {"kind": "call", "entrypoint": "Probe", "method": "check", "args": []}
+        limits = IsolateLimits(memory_mb=32, cpu_seconds=10.0, wall_seconds=60.0)
+        result = await self.invoke(code, request, limits, None, {}, None, None)
+        value = result.get("value") if result.get("outcome") == "return" else None
+        if not isinstance(value, dict):
+            return {"probe_ran": False}
+        return {str(k): v is True for k, v in value.items()}
 
     async def new_isolate(self, limits: IsolateLimits = DEFAULT_LIMITS) -> WasmIsolate:
         if self.closed:
@@ -267,6 +292,7 @@ class WasmBackend:
             "cpu": f"epoch deadline, {TICK_SECONDS * 1000:.0f} ms ticks, time in wasm",
             "fresh_store_per_call": True,
             "stdout_stderr": "captured and capped",
+            "probe": dict(self._probe or {}),
         }
 
     async def aclose(self) -> None:
@@ -289,7 +315,7 @@ class WasmBackend:
         sink: LogSink | None,
         instance_id: str | None,
     ) -> dict[str, Any]:
-        await self.ready()
+        await self._loaded()
         run = _Run(asyncio.get_running_loop(), ops, limits, self.exposures)
         try:
             request = {**request, "env": run.export(dict(env))}
@@ -364,6 +390,29 @@ class WasmBackend:
 
 
 _OUTCOMES = {"return", "raise", "stop", "limit"}
+_PROBE = """
+import os, socket, sys
+
+class Probe:
+    def __init__(self, ctx, env):
+        pass
+
+    async def check(self):
+        found = {"env_empty": dict(os.environ) == {}, "argv_empty": not sys.argv}
+        found["stdin_empty"] = sys.stdin.read() == ""
+        for name, attempt in (("no_files", lambda: os.listdir("/")),
+                              ("no_network", lambda: socket.socket().connect(("127.0.0.1", 9)))):
+            try:
+                attempt()
+                found[name] = False
+            except OSError as error:
+                found[name] = isinstance(error, (FileNotFoundError, PermissionError))
+        try:
+            found["memory_capped"] = len(bytearray(64 << 20)) < 0
+        except MemoryError:
+            found["memory_capped"] = True
+        return found
+"""
 
 
 def _classify(run: _Run, error: Exception) -> IsolateLost:
@@ -388,18 +437,24 @@ def _classify(run: _Run, error: Exception) -> IsolateLost:
 
 
 def _deliver_logs(run: _Run, sink: LogSink | None, instance_id: str | None) -> None:
+    """The call's output, then one ``log`` line per refused host call (at most 10)."""
     if sink is None:
         return
     now = time.time()
+    records = []
     for stream, output in (("stdout", run.stdout), ("stderr", run.stderr)):
         text = output.data.decode("utf-8", "replace")
-        for line in text.splitlines():
-            with contextlib.suppress(Exception):
-                sink({"stream": stream, "line": line, "instance_id": instance_id, "ts": now})
+        records += [(stream, line) for line in text.splitlines()]
         if output.dropped:
             note = f"[{output.dropped} bytes of {stream} dropped: over the isolate's log limit]"
-            with contextlib.suppress(Exception):
-                sink({"stream": "stderr", "line": note, "instance_id": instance_id, "ts": now})
+            records.append(("stderr", note))
+    for reason in run.violations[:10]:
+        records.append(("log", f"wasm: refused a host call from the guest: {reason[:500]}"))
+    if len(run.violations) > 10:
+        records.append(("log", f"wasm: {len(run.violations) - 10} more host calls refused"))
+    for stream, line in records:
+        with contextlib.suppress(Exception):
+            sink({"stream": stream, "line": line, "instance_id": instance_id, "ts": now})
 
 
 # -- the host function ---------------------------------------------------------------------
