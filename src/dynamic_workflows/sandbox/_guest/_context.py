@@ -86,6 +86,7 @@ current_budget: contextvars.ContextVar[Budget | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def calling(state: CallState, budget: Budget | None) -> Iterator[None]:
+    _wrap_streams()  # again: someone (a test runner, in-process) may have swapped them
     call_token = current_call.set(state)
     budget_token = current_budget.set(budget)
     try:
@@ -133,13 +134,17 @@ class _LogHandler(logging.Handler):
 _install_lock = threading.Lock()
 
 
+def _wrap_streams() -> None:
+    if not isinstance(sys.stdout, _RoutedStream):
+        sys.stdout = _RoutedStream(sys.stdout, "stdout")
+    if not isinstance(sys.stderr, _RoutedStream):
+        sys.stderr = _RoutedStream(sys.stderr, "stderr")
+
+
 def install_capture(*, owns_process: bool) -> None:
     """Wrap stdout/stderr and add the logging handler (once per process)."""
     with _install_lock:
-        if not isinstance(sys.stdout, _RoutedStream):
-            sys.stdout = _RoutedStream(sys.stdout, "stdout")
-        if not isinstance(sys.stderr, _RoutedStream):
-            sys.stderr = _RoutedStream(sys.stderr, "stderr")
+        _wrap_streams()
         root = logging.getLogger()
         if not any(isinstance(handler, _LogHandler) for handler in root.handlers):
             root.addHandler(_LogHandler())

@@ -172,7 +172,7 @@ class Guest(Capability):
         with calling(self._state(None), Budget(self.cpu_seconds)):
             try:
                 main = bundle.get("main_module")
-                if main:
+                if main and bundle.get("modules"):
                     self._main = modules.load(str(main).removesuffix(".py").replace("/", "."))
                 if pickled:
                     import cloudpickle
