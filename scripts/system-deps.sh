@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages the tests need (PostgreSQL, Chromium). Idempotent: installs only what is missing.
+# Debian packages the tests need (Chromium for the browser tests). Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
-command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
