@@ -950,3 +950,39 @@ async def test_s26_duplicate_ids_within_one_batch(run_engine: RunEngine) -> None
         assert [h.id for h in handles] == ["d", "e"]
         assert (await wait_status(handles[0], "complete")).output == 1
         assert await engine.count_instances() == 2
+
+
+async def test_s25_ids_are_unique_per_workflow(run_engine: RunEngine) -> None:
+    async with run_engine({"A": Echo, "B": Echo}) as engine:
+        a = await engine.binding("A").create(id="same", params="a")
+        b = await engine.binding("B").create(id="same", params="b")
+        assert (await wait_status(a, "complete")).output == "a"
+        assert (await wait_status(b, "complete")).output == "b"
+        assert (await (await engine.binding("B").get("same")).status()).output == "b"
+
+
+async def test_s34_a_deleted_id_can_be_used_again(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": Echo}) as engine:
+        wf = engine.binding("WF")
+        first = await wf.create(id="again", params=1)
+        await wait_status(first, "complete")
+        await first.delete()
+        second = await wf.create(id="again", params=2)
+        st = await wait_status(second, "complete")
+    assert st.output == 2
+    assert [r["name"] for r in st.steps] == []
+
+
+async def test_s32_terminate_during_a_retry_wait(
+    run_engine: RunEngine, clock: RecordingClock
+) -> None:
+    async with run_engine({"WF": RetriesHourly}) as engine:
+        inst = await engine.binding("WF").create()
+        await wait_until(inst, lambda st: st.status == "waiting" and attempts(st, "r") == 1)
+        await inst.terminate()
+        clock.advance(2 * HOUR)  # the retry time passes
+        await wait_record(engine, inst, "terminated")
+        st = await inst.status()
+        started = await history(engine, inst, "attempt_started", "r-1")
+    assert st.status == "terminated"
+    assert len(started) == 1

@@ -14,6 +14,7 @@ from dynamic_workflows.sdk import (
     WorkflowEvent,
     WorkflowStep,
     error_to_dict,
+    gather,
 )
 
 from .conftest import (
@@ -301,3 +302,67 @@ async def test_s20_default_threshold_is_60_seconds(
         assert await history(engine, short, "hibernated") == []
         clock.advance(90)
         assert (await wait_status(long, "complete")).output == ["b", "a"]
+
+
+class ParallelWaits(WorkflowEntrypoint):
+    """Branches waiting at once: a sleep, an event and a retry, joined by ``gather``."""
+
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        def flaky(ctx: StepContext) -> int:
+            if ctx.attempt == 1:
+                raise ValueError("first attempt fails")
+            return ctx.attempt
+
+        async def nap() -> str:
+            await step.sleep("nap", "2 hours")
+            return "slept"
+
+        async def approval() -> Any:
+            got = await step.wait_for_event("approval", type="approved", timeout="1 day")
+            return got.payload
+
+        async def retried() -> Any:
+            return await step.do("flaky", flaky, retries={"limit": 1, "delay": "3 hours"})
+
+        results = await gather(nap(), approval(), retried())
+        return {"results": results, "after": await step.do("after", lambda: "after")}
+
+
+async def _parallel(
+    make_engine: MakeEngine, register: Register, tmp_path: Path, hibernate_after: float
+) -> tuple[InstanceStatus, list[str]]:
+    clock = RecordingClock(T0)
+    db = tmp_path / f"parallel-{hibernate_after}.db"
+    engine = make_engine(store=f"sqlite:///{db}", clock=clock, hibernate_after=hibernate_after)
+    register(engine, "WF", ParallelWaits)
+    async with engine:
+        inst = await engine.binding("WF").create(id="parallel")
+        await wait_until(
+            inst,
+            lambda st: (
+                st.status == "waiting"
+                and has_step(st, "approval")
+                and has_step(st, "nap")
+                and attempts(st, "flaky") == 1
+            ),
+        )
+        clock.advance(2 * HOUR)
+        await wait_until(inst, lambda st: step_row(st, "nap")["state"] == "complete")
+        await inst.send_event(type="approved", payload="yes")
+        await wait_until(inst, lambda st: step_row(st, "approval")["state"] == "complete")
+        clock.advance(HOUR)
+        st = await wait_status(inst, "complete", "errored")
+        kinds = [r["kind"] for r in await history(engine, inst)]
+    return st, kinds
+
+
+async def test_s20_parallel_waits_identical_with_and_without_hibernation(
+    make_engine: MakeEngine, register: Register, tmp_path: Path
+) -> None:
+    small, small_kinds = await _parallel(make_engine, register, tmp_path, 1.0)
+    large, large_kinds = await _parallel(make_engine, register, tmp_path, 1e9)
+    assert small.status == large.status == "complete"
+    assert small.output == large.output == {"results": ["slept", "yes", 2], "after": "after"}
+    assert small.steps == large.steps
+    assert "hibernated" in small_kinds
+    assert "hibernated" not in large_kinds
