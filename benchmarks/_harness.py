@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -120,7 +120,11 @@ def progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
 
 
 def _number(value: float) -> str:
@@ -312,6 +316,7 @@ class Dispatcher:
 
             self.engine.register("WORKFLOWS", Timed)
             return
+
         def load_tenant(tenant: str) -> Any:
             return loader.get(
                 tenant,
@@ -398,7 +403,7 @@ class Dispatcher:
         return pids
 
 
-def run_main(main: Callable[[bool], Awaitable[None]], description: str) -> None:
+def run_main(main: Callable[[bool], Coroutine[Any, Any, None]], description: str) -> None:
     """The plain-script entry of a benchmark: ``--quick`` and an asyncio loop."""
     import argparse
     import asyncio

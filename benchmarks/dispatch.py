@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import (  # noqa: E402
+from _harness import (
     Dispatcher,
     console,
     progress,
@@ -73,7 +73,8 @@ async def replays(d: Dispatcher, instances: int, advance: Any) -> list[float]:
     for _ in range(instances):
         handle = await d.create("bench", {"kind": "replay", "n": REPLAY_STEPS})
         # the first execution ends when the long wait hibernates it
-        await _until(lambda: len(d.runs.get(handle.id, ())) >= 1, "the first execution")
+        runs = d.runs.setdefault(handle.id, [])
+        await _until(lambda runs=runs: len(runs) >= 1, "the first execution")
         await handle.send_event(type="go", payload=None)
         status = await handle.wait_for_status("complete", "errored")
         if status.status != "complete" or len(d.runs[handle.id]) != 2:
@@ -94,7 +95,9 @@ async def measure(
     return {"new_step_us": summarize(step_us), "replay_100_ms": summarize(replay_ms)}
 
 
-async def run(quick: bool, *, steps: int | None = None, instances: int | None = None) -> dict[str, Any]:
+async def run(
+    quick: bool, *, steps: int | None = None, instances: int | None = None
+) -> dict[str, Any]:
     """Measure everything; ``steps``/``instances`` override the sizes (the smoke test)."""
     steps = steps or (100 if quick else 500)
     instances = instances or (5 if quick else 20)

@@ -22,18 +22,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import (  # noqa: E402
+from _harness import (
     Dispatcher,
     children,
     console,
@@ -63,6 +65,19 @@ async def _touch(d: Dispatcher, tenants: int, in_flight: int = 16) -> None:
                 raise RuntimeError(f"{status.status}: {status.error}")
 
     await asyncio.gather(*(worker() for _ in range(in_flight)))
+
+
+def _reached(runs: dict[str, list[float]], count: int) -> bool:
+    return len(runs) >= count
+
+
+async def _until(check: Callable[[], bool], timeout: float) -> None:
+    """Poll ``check()`` (a state, not a duration) with a hang guard."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("gave up waiting for the dispatcher")
+        await asyncio.sleep(0.02)
 
 
 def _zygote_figures() -> dict[str, float]:
@@ -129,13 +144,10 @@ async def sleeping_point(directory: Path, instances: int) -> dict[str, Any]:
             size = min(100, instances - created)
             await binding.create_batch([{"params": {"kind": "sleep"}} for _ in range(size)])
             created += size
-            while created - len(d.runs) > 2000:  # keep the backlog bounded
-                await asyncio.sleep(0.01)
-        deadline = time.monotonic() + 600
-        while len(d.runs) < instances:  # every execution ended: each instance hibernated
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(d.runs)} of {instances} hibernated")
-            await asyncio.sleep(0.05)
+            backlog = created - 2000  # keep the executions in flight bounded
+            await _until(functools.partial(_reached, d.runs, backlog), 60)
+        # every execution has ended: each instance hibernated
+        await _until(lambda: len(d.runs) >= instances, 600)
         seconds = time.perf_counter() - started
         waiting = await d.engine.count_instances(status="waiting")
         d.runs.clear()
@@ -190,7 +202,9 @@ def plan(quick: bool) -> tuple[list[tuple[int, int]], int]:
     return live, (5_000 if quick else 50_000)
 
 
-def run(quick: bool, *, live: list[tuple[int, int]] | None = None, sleeping: int | None = None) -> dict[str, Any]:
+def run(
+    quick: bool, *, live: list[tuple[int, int]] | None = None, sleeping: int | None = None
+) -> dict[str, Any]:
     """Every point, each in a child process; keyword arguments shrink them (smoke test)."""
     default_live, default_sleeping = plan(quick)
     live = live if live is not None else default_live
@@ -232,7 +246,8 @@ def report(figures: dict[str, Any]) -> None:
         ],
     )
     console.print(
-        f"zygote: RSS {idle.get('zygote_rss_mb', 0):.1f} MiB, USS {idle.get('zygote_uss_mb', 0):.1f} MiB"
+        f"zygote: RSS {idle.get('zygote_rss_mb', 0):.1f} MiB, "
+        f"USS {idle.get('zygote_uss_mb', 0):.1f} MiB"
     )
     table = Table(title="dispatcher with live isolates")
     for column in ("tenants", "LRU cap", "live", "dispatcher RSS MiB", "isolates USS sum MiB", "s"):

@@ -16,16 +16,18 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import RESULTS, console  # noqa: E402
+from _harness import RESULTS, console
 
 
-def _save(fig: Any, name: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.png"
+def _save(fig: Any, name: str, out: Path | None) -> Path:
+    """Write ``<out or results>/<name>.png`` (``fig``: a matplotlib Figure, untyped)."""
+    directory = out or RESULTS
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -45,7 +47,7 @@ def _bars(ax: Any, labels: list[str], series: dict[str, list[tuple[float, float]
     ax.set_xticklabels(labels)
 
 
-def plot_dispatch(figures: dict[str, Any]) -> Path:
+def plot_dispatch(figures: dict[str, Any], out: Path | None = None) -> Path:
     modes = ["engine", "inprocess", "subprocess"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, unit, title in (
@@ -64,10 +66,10 @@ def plot_dispatch(figures: dict[str, Any]) -> Path:
         ax.set_ylabel(unit)
         ax.set_title(title)
         ax.legend()
-    return _save(fig, "dispatch")
+    return _save(fig, "dispatch", out)
 
 
-def plot_throughput(figures: dict[str, Any]) -> Path:
+def plot_throughput(figures: dict[str, Any], out: Path | None = None) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     for ax, sweep, xlabel in (
         (left, "concurrency", "instances in flight"),
@@ -86,10 +88,10 @@ def plot_throughput(figures: dict[str, Any]) -> Path:
         ax.set_ylabel("three-step instances/s")
         ax.set_title(f"throughput by {sweep}")
         ax.legend(fontsize=8)
-    return _save(fig, "throughput")
+    return _save(fig, "throughput", out)
 
 
-def plot_memory(figures: dict[str, Any]) -> Path:
+def plot_memory(figures: dict[str, Any], out: Path | None = None) -> Path:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     live = figures["dispatcher_rss_by_isolates"]
     xs = [int(x) for x in live]
@@ -111,10 +113,10 @@ def plot_memory(figures: dict[str, Any]) -> Path:
     right.text(0, 1024, " 1 GiB target", fontsize=8, va="bottom", color="grey")
     right.set_ylabel("dispatcher RSS, MiB")
     right.set_title("hibernated instances")
-    return _save(fig, "memory")
+    return _save(fig, "memory", out)
 
 
-def plot_peer(figures: dict[str, Any]) -> Path:
+def plot_peer(figures: dict[str, Any], out: Path | None = None) -> Path:
     rows = figures["rows"]
     fig, ax = plt.subplots(figsize=(9, 4))
     labels = list(rows)
@@ -123,7 +125,7 @@ def plot_peer(figures: dict[str, Any]) -> Path:
     ax.set_xlabel("three-step instances/s (log)")
     ax.set_title("same workflow: this engine, DBOS Transact, plain sqlite3")
     ax.invert_yaxis()
-    return _save(fig, "peer")
+    return _save(fig, "peer", out)
 
 
 PLOTS = {

@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _harness import (  # noqa: E402
+from _harness import (
     Dispatcher,
     console,
     progress,
@@ -60,9 +60,7 @@ async def point(
 ) -> dict[str, Any]:
     """Instances/s of one configuration (a fresh dispatcher and database)."""
     with tempfile.TemporaryDirectory(prefix="dynwf-bench-") as tmp:
-        async with Dispatcher(
-            Path(tmp), backend, durability=durability, max_isolates=LRU_CAP
-        ) as d:
+        async with Dispatcher(Path(tmp), backend, durability=durability, max_isolates=LRU_CAP) as d:
             warm = min(tenants, LRU_CAP)  # warm what fits under the cap; beyond it, churn
             for t in range(warm):
                 handle = await d.create(f"t{t}", {"kind": "three"})
@@ -145,7 +143,11 @@ async def run(
     figures["baselines"] = {"sqlite3 floor": floor["instances_per_s"]}
     best = {
         mode: max(
-            (p["instances_per_s"] for sweep in ("concurrency", "tenants") for p in figures[sweep][mode].values()),
+            (
+                p["instances_per_s"]
+                for sweep in ("concurrency", "tenants")
+                for p in figures[sweep][mode].values()
+            ),
             default=0.0,
         )
         for mode in modes
