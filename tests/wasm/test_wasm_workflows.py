@@ -171,13 +171,25 @@ class Bad(WorkflowEntrypoint):
 
 
 async def test_missing_module_is_named_with_the_allowlist(backend: WasmBackend) -> None:
-    src = {"main": "import sqlite3\nclass W:\n    pass\n"}
+    # At load (the main module's imports) and at run time (an import inside a function).
+    with pytest.raises(WorkflowError) as at_load:
+        await load(backend, {"main": "import sqlite3\nclass W:\n    pass\n"})
+    src = {
+        "main": """
+class W:
+    def __init__(self, ctx, env):
+        pass
+    async def run(self, event, step):
+        import ssl
+"""
+    }
     isolate = await load(backend, src)
     result = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
-    assert result.outcome == "raise"
-    assert result.error is not None and result.error["name"] == "ModuleNotFoundError"
-    assert "'sqlite3'" in result.error["message"]
-    assert "allowlist" in result.error["message"] and "docs/wasm.md" in result.error["message"]
+    assert result.outcome == "raise" and result.error is not None
+    for error, module in ((at_load.value.to_dict(), "'sqlite3'"), (result.error, "'ssl'")):
+        assert error["name"] == "ModuleNotFoundError"
+        assert module in error["message"]
+        assert "allowlist" in error["message"] and "docs/wasm.md" in error["message"]
 
 
 async def test_every_allowlisted_module_imports(backend: WasmBackend) -> None:
@@ -469,3 +481,17 @@ async def test_the_confinement_is_probed_at_start(backend: WasmBackend) -> None:
     }
     isolate = await backend.new_isolate()
     assert isolate.confinement["probe"] == report["probe"]
+
+
+async def test_a_broken_bundle_fails_at_load(backend: WasmBackend) -> None:
+    isolate = await backend.new_isolate()
+    from dynamic_workflows.sandbox import CodeBundle
+
+    with pytest.raises(WorkflowError) as raised:
+        await isolate.load(CodeBundle("index.py", {"index.py": "def broken(:\n"}, "v1"))
+    assert raised.value.name == "SyntaxError"
+    with pytest.raises(WorkflowError) as missing:
+        await isolate.load(CodeBundle("index.py", {"index.py": "import numpy\n"}, "v2"))
+    assert missing.value.name == "ModuleNotFoundError" and "'numpy'" in str(missing.value)
+    loaded = {"index.py": "from lib.util import X\nclass W:\n    pass\n", "lib/util.py": "X = 1\n"}
+    await isolate.load(CodeBundle("index.py", loaded, "v3"))  # the loader's path form

@@ -630,6 +630,11 @@ class WasmIsolate:
         self._env = dict(code.env)
         self.limits = code.limits
         self.confinement = self._owner.confinement_report()
+        try:  # import the modules once now, so a broken bundle fails here, not in a run
+            _raise_unless_returned(await self._invoke({"kind": "load"}, None, None))
+        except BaseException:
+            self._code = None
+            raise
 
     def _loaded(self) -> str:
         if self._closed:

@@ -270,6 +270,9 @@ def _execute(code: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     env = _Env(**{str(k): _revive(v) for k, v in dict(request.get("env") or {}).items()})
     ctx = _Context()
     kind = request["kind"]
+    if kind == "load":  # import once when the isolate is loaded, so errors surface there
+        loaded = sorted(n for n in sys.modules if n not in _BUILTIN_MODULES)
+        return {"outcome": "return", "value": loaded}
     if kind == "workflow":
         event = sdk.WorkflowEvent.from_wire(request["event"])
         ctx = _Context(event.instance_id, event.workflow_name)
