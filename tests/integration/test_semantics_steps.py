@@ -13,6 +13,7 @@ from dynamic_workflows.runtime import InstanceStatus
 from dynamic_workflows.sdk import (
     StepContext,
     WorkflowEntrypoint,
+    WorkflowError,
     WorkflowEvent,
     WorkflowFatalError,
     WorkflowInternalError,
@@ -682,3 +683,38 @@ async def test_s9_dynamic_delay_comes_from_the_live_call(
         st = await wait_status(inst, "complete", "errored")
     assert st.status == "errored"
     assert st.error == {"name": "ValueError", "message": "attempt 3"}
+
+
+# --- S1/S24: what run must be and return -----------------------------------------------------
+
+
+class ReturnsASet(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        await step.do("fine", lambda: 1)
+        return {1, 2}
+
+
+async def test_s24_output_must_be_json(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": ReturnsASet}) as engine:
+        inst = await engine.binding("WF").create()
+        st = await wait_status(inst, "complete", "errored")
+    assert st.status == "errored"
+    assert st.output is None
+    assert st.error is not None
+    assert st.error["name"] == "WorkflowFatalError"
+
+
+class SyncRun:
+    def __init__(self, ctx: Any, env: Any) -> None:
+        pass
+
+    def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        return "not async"
+
+
+@pytest.mark.inprocess_only
+async def test_s1_register_checks_the_class_at_once(make_engine: MakeEngine) -> None:
+    engine = make_engine()
+    for bad in (SyncRun, object, "not a class"):
+        with pytest.raises((TypeError, WorkflowError)):
+            engine.register("WF", bad)  # type: ignore[arg-type]
