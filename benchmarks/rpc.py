@@ -86,7 +86,8 @@ async def measure(backend_name: str, steps: int, echoes: int) -> dict[str, Any]:
         result = await isolate.run_workflow("Steps", event(steps), ops, {}, step_limit=10**6)
         assert result.value == steps, result
         rtt = [(e - b) * 1e6 for b, e in zip(ops.begin_returned, ops.end_called, strict=True)]
-        whole = [(b - a) * 1e6 for a, b in zip(ops.begin_called, ops.begin_called[1:], strict=False)]
+        starts = ops.begin_called
+        whole = [(b - a) * 1e6 for a, b in zip(starts, starts[1:], strict=False)]
         journal: Any = {f"s{i}-1": {"kind": "do", "value": i} for i in range(1000)}
         replays = []
         for _ in range(5):
