@@ -25,6 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import itertools
+
 from benchmarks._harness import console, run_main, show, summarize, write_result
 from dynamic_workflows.sandbox import ChannelIsolate, CodeBundle, open_backend
 from dynamic_workflows.sdk import Decision, Outcome, WorkflowEvent
@@ -87,7 +89,7 @@ async def measure(backend_name: str, steps: int, echoes: int) -> dict[str, Any]:
         assert result.value == steps, result
         rtt = [(e - b) * 1e6 for b, e in zip(ops.begin_returned, ops.end_called, strict=True)]
         starts = ops.begin_called
-        whole = [(b - a) * 1e6 for a, b in zip(starts, starts[1:], strict=False)]
+        whole = [(b - a) * 1e6 for a, b in itertools.pairwise(starts)]
         journal: Any = {f"s{i}-1": {"kind": "do", "value": i} for i in range(1000)}
         replays = []
         for _ in range(5):
