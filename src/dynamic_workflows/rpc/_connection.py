@@ -10,6 +10,7 @@ the host). Any defect in an incoming frame closes this connection and nothing el
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import socket
 import threading
@@ -289,7 +290,8 @@ class Connection(asyncio.Protocol):
         message = {"t": "log", "stream": stream, "line": line, "instance_id": instance_id, "ts": ts}
         if self._loop is None or self.closed:
             return
-        data = self._encode(message)
+        # Plain encoding: a log carries no capabilities, and this may run on another thread.
+        data = encode_frame(message, max_frame=self.max_frame)
         if threading.get_ident() == self._thread:
             self._write(data)
         else:
@@ -447,10 +449,9 @@ class Connection(asyncio.Protocol):
             del self._imports[cap_id]
         count = self._import_counts.pop(cap_id, 0)
         if count and not self.closed and self._loop is not None:
-            data = self._encode({"t": "release", "cap": cap_id, "count": count})
-            if threading.get_ident() == self._thread:
-                self._write_quietly(data)
-            else:
+            # A finalizer may run anywhere (even inside another write): only schedule.
+            data = encode_frame({"t": "release", "cap": cap_id, "count": count})
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
                 self._loop.call_soon_threadsafe(self._write_quietly, data)
 
     # -- introspection for tests ---------------------------------------------------------

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol, cast
 
-from ..rpc import Exposures
+from ..rpc import MAX_DEPTH, MAX_FRAME, Exposures
 from ._channel import STEP_GRACE, ChannelIsolate
 from ._isolate import BackendName, Isolate
 from ._limits import DEFAULT_LIMITS, IsolateLimits
+
+_CHANNEL_OPTIONS = ("exposures", "step_grace", "max_frame", "max_depth")
 
 
 class IsolateBackend(Protocol):
@@ -40,10 +42,14 @@ class ConfinedSubprocessBackend:
         *,
         exposures: Exposures | None = None,
         step_grace: float = STEP_GRACE,
+        max_frame: int = MAX_FRAME,
+        max_depth: int = MAX_DEPTH,
     ) -> None:
         self.spawner = spawner
         self.exposures = dict(exposures or {})
         self.step_grace = step_grace
+        self.max_frame = max_frame
+        self.max_depth = max_depth
         self._isolates: list[ChannelIsolate] = []
 
     async def new_isolate(self, limits: IsolateLimits = DEFAULT_LIMITS) -> ChannelIsolate:
@@ -57,6 +63,8 @@ class ConfinedSubprocessBackend:
                 confinement=child.confinement,
                 exposures=self.exposures,
                 step_grace=self.step_grace,
+                max_frame=self.max_frame,
+                max_depth=self.max_depth,
             )
         except BaseException:
             await child.kill(None)
@@ -79,9 +87,10 @@ class ConfinedSubprocessBackend:
 async def open_backend(name: BackendName, **options: Any) -> IsolateBackend:
     """The backend called ``name``; ``options`` go to its constructor.
 
-    For ``inprocess`` and ``subprocess``, ``exposures`` (type → ``rpc.Exposure``) and
-    ``step_grace`` configure the channel; the subprocess backend's other options
-    (``pool_size``, ``allow_missing``, ...) go to ``SubprocessBackend``.
+    For ``inprocess`` and ``subprocess``, ``exposures`` (type → ``rpc.Exposure``),
+    ``step_grace``, ``max_frame`` and ``max_depth`` configure the channel; the subprocess
+    backend's other options (``pool_size``, ``allow_missing``, ...) go to
+    ``SubprocessBackend``.
     """
     if name == "inprocess":
         from ._inprocess import InProcessBackend
@@ -90,7 +99,7 @@ async def open_backend(name: BackendName, **options: Any) -> IsolateBackend:
     if name == "subprocess":
         from ._subprocess import SubprocessBackend
 
-        channel = {key: options.pop(key) for key in ("exposures", "step_grace") if key in options}
+        channel = {key: options.pop(key) for key in _CHANNEL_OPTIONS if key in options}
         spawner = SubprocessBackend(**options)
         if hasattr(spawner, "new_isolate"):
             return cast(IsolateBackend, spawner)

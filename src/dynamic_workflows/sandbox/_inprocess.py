@@ -16,7 +16,7 @@ import threading
 import weakref
 from typing import Any
 
-from ..rpc import Exposures
+from ..rpc import MAX_DEPTH, MAX_FRAME, Exposures
 from ._channel import STEP_GRACE, ChannelIsolate
 from ._guest import serve_socket
 from ._limits import DEFAULT_LIMITS, IsolateLimits
@@ -37,10 +37,17 @@ class InProcessBackend:
     name = "inprocess"
 
     def __init__(
-        self, *, exposures: Exposures | None = None, step_grace: float = STEP_GRACE
+        self,
+        *,
+        exposures: Exposures | None = None,
+        step_grace: float = STEP_GRACE,
+        max_frame: int = MAX_FRAME,
+        max_depth: int = MAX_DEPTH,
     ) -> None:
         self.exposures = dict(exposures or {})
         self.step_grace = step_grace
+        self.max_frame = max_frame
+        self.max_depth = max_depth
         self._isolates: weakref.WeakSet[ChannelIsolate] = weakref.WeakSet()
 
     async def new_isolate(self, limits: IsolateLimits = DEFAULT_LIMITS) -> ChannelIsolate:
@@ -56,6 +63,8 @@ class InProcessBackend:
             confinement=CONFINEMENT,
             exposures=self.exposures,
             step_grace=self.step_grace,
+            max_frame=self.max_frame,
+            max_depth=self.max_depth,
         )
         self._isolates.add(isolate)
         return isolate
