@@ -14,6 +14,7 @@ import pytest
 from dynamic_workflows.sandbox import _audit
 
 ATTACKS = {a.name: a for a in _audit.ATTACKS}
+CHANNEL = {a.name: a for a in _audit.CHANNEL_ATTACKS}
 
 
 def _by_attack(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -35,7 +36,14 @@ def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def confined(store_file: Path) -> dict[str, Any]:
+    """The product path: RPC's ChannelIsolate over the guest runtime, channel attacks too."""
     return asyncio.run(_audit.run_battery(confined=True, store_path=store_file))
+
+
+@pytest.fixture(scope="module")
+def confined_plain(store_file: Path) -> dict[str, Any]:
+    """The bare isolate with the minimal plain guest: confinement owes nothing to RPC."""
+    return asyncio.run(_audit.run_battery(confined=True, store_path=store_file, guest="plain"))
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +53,36 @@ def unconfined(store_file: Path) -> dict[str, Any]:
 
 def test_every_tenant_has_a_row() -> None:
     tenants = {p.name for p in _audit.default_tenants_dir().iterdir() if p.is_dir()}
-    assert tenants - {"echo", "__pycache__"} == set(ATTACKS)
+    assert tenants - {"echo", "__pycache__"} == set(ATTACKS) | set(CHANNEL)
 
 
-@pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_attack_blocked_when_confined(confined: dict[str, Any], name: str) -> None:
-    row = _by_attack(confined)[name]
+def _assert_blocked(row: dict[str, Any]) -> None:
     assert not row["escaped"], row
     assert row["as_expected"], row
     assert row["evidence"] == [], row
     assert row["other_tenant_ok"], "the other tenant stopped being served"
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS) + sorted(CHANNEL))
+def test_attack_blocked_when_confined(confined: dict[str, Any], name: str) -> None:
+    _assert_blocked(_by_attack(confined)[name])
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_blocked_with_the_plain_guest(confined_plain: dict[str, Any], name: str) -> None:
+    _assert_blocked(_by_attack(confined_plain)[name])
+
+
+def test_the_pickle_would_act_if_loaded(tmp_path: Path) -> None:
+    """Precondition of channel_pickle: unpickling its payload really creates the marker
+    file (here, in the test). The battery's evidence check looks for that file."""
+    import pickle
+    import runpy
+
+    module = runpy.run_path(str(_audit.default_tenants_dir() / "channel_pickle" / "index.py"))
+    marker = tmp_path / "host-unpickled-me"
+    pickle.loads(pickle.dumps(module["_Payload"](str(marker)))).close()
+    assert marker.exists()
 
 
 @pytest.mark.parametrize("name", sorted(n for n, a in ATTACKS.items() if not a.sanity))

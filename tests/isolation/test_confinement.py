@@ -137,7 +137,7 @@ def test_classify_exit_statuses() -> None:
     assert classify(signal.SIGXCPU, 1.0, killed=None, cpu_hard=2).limit == "cpu"
     assert classify(signal.SIGKILL, 2.0, killed=None, cpu_hard=2).limit == "cpu"
     killed = classify(signal.SIGKILL, 0.1, killed=None, cpu_hard=2)
-    assert killed.limit is None and killed.detail == "killed by SIGKILL"
+    assert killed.limit is None and killed.detail == "killed by SIGKILL after 0.10 s CPU"
     assert classify(signal.SIGKILL, 0.1, killed="wall", cpu_hard=2).limit == "wall"
     assert classify(_status_exit(0), 0.0, killed=None, cpu_hard=2).detail == "exited with code 0"
 

@@ -39,7 +39,9 @@ from ._subprocess import (
     SubprocessBackend,
 )
 
-BATTERY_LIMITS = IsolateLimits(memory_mb=256, cpu_seconds=1.0, cpu_seconds_total=1.0)
+BATTERY_LIMITS = IsolateLimits(
+    memory_mb=256, cpu_seconds=1.0, cpu_seconds_total=1.0, wall_seconds=20.0
+)
 """Small limits so the memory and CPU attacks end quickly (RLIMIT_CPU soft 1 s, hard 2 s)."""
 
 _EPERM = "PermissionError EPERM"

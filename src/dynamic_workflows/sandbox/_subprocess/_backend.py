@@ -88,7 +88,7 @@ def classify(
     at_hard = cpu_hard is not None and cpu >= cpu_hard * 0.9
     if sig == signal.SIGXCPU or (sig == signal.SIGKILL and at_hard):
         return ExitInfo("cpu", None, sig, f"CPU limit reached after {cpu:.2f} s", cpu)
-    return ExitInfo(None, None, sig, f"killed by {name}", cpu)
+    return ExitInfo(None, None, sig, f"killed by {name} after {cpu:.2f} s CPU", cpu)
 
 
 class ChildProcess:

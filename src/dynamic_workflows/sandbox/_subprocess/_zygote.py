@@ -22,6 +22,7 @@ request is waiting.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import importlib
@@ -286,6 +287,15 @@ class Zygote:
                     self._warm_event(pid)
 
 
+def warm_up(guest: Any) -> None:
+    """Materialize what the first call in every child would build lazily (an event loop's
+    internals, the guest's own caches) here, once, so children share those pages."""
+    asyncio.run(asyncio.sleep(0))
+    prepare = getattr(guest, "prepare", None)
+    if prepare is not None:
+        prepare()
+
+
 def main() -> None:
     """Entry point: ``argv[1]`` is the control fd, ``argv[2]`` the JSON configuration."""
     _linux.prctl(_linux.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -293,12 +303,14 @@ def main() -> None:
     ctl = socket.socket(fileno=int(sys.argv[1]))
     ctl.setblocking(False)
     config = json.loads(sys.argv[2])
-    importlib.import_module(str(config["guest"]))
+    guest = importlib.import_module(str(config["guest"]))
+    warm_up(guest)
     zygote = Zygote(ctl, config)
     zygote.probe()
     gc.collect()
     gc.freeze()
-    zygote.serve()
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        zygote.serve()  # returns (or the pipe breaks) when the host closes the control socket
     os._exit(0)
 
 
