@@ -334,3 +334,29 @@ async def test_cancelling_the_caller_stops_the_guest(backend: WasmBackend) -> No
             await ops.entered.wait()
             tg.cancel_scope.cancel()
     await host_is_fine(backend)
+
+
+async def test_poisoning_its_own_compiled_cache_hurts_only_that_tenant(
+    backend: WasmBackend,
+) -> None:
+    # At load the runner hands the host each module compiled (marshal), which later runs
+    # reuse. A tenant can forge that answer; the host only stores it for that same isolate
+    # and never interprets it, so the forgery breaks nobody else's runs.
+    poison = """
+import dynwf_guest
+dynwf_guest._TenantFinder.marshalled = lambda self: {"main": "Z2FyYmFnZQ=="}
+class W:
+    def __init__(self, ctx, env):
+        pass
+    async def run(self, event, step):
+        return "unreachable"
+"""
+    isolate = await load(backend, {"main": poison}, limits=LIMITS)
+    try:
+        result: Any = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    except IsolateLost as lost:
+        result = lost
+    assert isinstance(result, IsolateLost) or (
+        isinstance(result, RunResult) and result.outcome == "raise"
+    ), result
+    await host_is_fine(backend)

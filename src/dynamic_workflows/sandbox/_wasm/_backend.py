@@ -625,16 +625,20 @@ class WasmIsolate:
                 "the wasm backend runs source code only: pickled entrypoints need the "
                 "in-process or subprocess backend"
             )
-        sources = {"main": code.main_module, "modules": dict(code.modules)}
+        sources: dict[str, Any] = {"main": code.main_module, "modules": dict(code.modules)}
         self._code = orjson.dumps(sources).decode()
         self._env = dict(code.env)
         self.limits = code.limits
         self.confinement = self._owner.confinement_report()
         try:  # import the modules once now, so a broken bundle fails here, not in a run
-            _raise_unless_returned(await self._invoke({"kind": "load"}, None, None))
+            loaded = await self._invoke({"kind": "load"}, None, None)
+            _raise_unless_returned(loaded)
         except BaseException:
             self._code = None
             raise
+        compiled = _compiled_of(loaded.get("value"), sources["modules"])
+        if compiled:
+            self._code = orjson.dumps({**sources, "compiled": compiled}).decode()
 
     def _loaded(self) -> str:
         if self._closed:
@@ -711,6 +715,21 @@ class WasmIsolate:
         self._closed = True
         self._code = None
         self._owner._isolates.discard(self)
+
+
+def _compiled_of(value: Any, modules: Mapping[str, str]) -> dict[str, str]:
+    """The guest's compiled modules, kept opaque: the host only stores them and hands them
+    back to this isolate's own runs (never interprets them). Anything odd: compile per run."""
+    compiled = value.get("compiled") if isinstance(value, dict) else None
+    if not isinstance(compiled, dict) or len(compiled) > len(modules):
+        return {}
+    budget = 8 * sum(len(source) for source in modules.values()) + (1 << 20)
+    total = 0
+    for name, data in compiled.items():
+        if not isinstance(name, str) or not isinstance(data, str):
+            return {}
+        total += len(name) + len(data)
+    return compiled if total <= budget else {}
 
 
 def _raise_unless_returned(result: dict[str, Any]) -> None:
