@@ -402,6 +402,13 @@ async def test_s7_journal_hits_need_no_round_trip_and_no_callback() -> None:
     assert step.hits() == ["a-1", "none-1", "blob-1", "nap-1", "ev-1"]
 
 
+async def test_s36_absorb_hits_keeps_only_journal_keys() -> None:
+    # hits reported by an isolate are untrusted: only keys of this run's journal count
+    step = WorkflowStep(ScriptedOps(), {"a-1": {"kind": "do", "value": 1}})
+    step.absorb_hits(["a-1", "forged-1", 7, None])  # type: ignore[list-item]
+    assert step.hits() == ["a-1"]
+
+
 async def test_s7_recorded_errors_are_re_raised_without_running() -> None:
     journal: Journal = {
         "bad-1": {"kind": "do", "error": {"name": "ValueError", "message": "nope"}},
