@@ -8,6 +8,7 @@
 - new-step overhead: ``await step.do(...)`` of a new step around a trivial callback, timed
   inside the guest (``do_begin`` + ``do_end`` host calls to a minimal host ``StepOps``), beside
   the same ``WorkflowStep`` over the same ops in-process (the baseline; target ≤ 150 µs);
+- a real tenant's run (``tenants/etl``, its modules compiled once at load);
 - memory per live instance: PSS and private-dirty growth per instance kept alive after a
   trivial run (``/proc/self/smaps_rollup``), in batches of 10.
 
@@ -21,6 +22,7 @@ import argparse
 import asyncio
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -80,6 +82,11 @@ def smaps() -> dict[str, int]:
     return out
 
 
+def read_tenant(name: str) -> dict[str, str]:
+    folder = Path(__file__).resolve().parent.parent / "tenants" / name
+    return {path.name: path.read_text() for path in folder.glob("*.py")}
+
+
 def raw_store(backend: WasmBackend) -> wasmtime.Store:
     store = wasmtime.Store(backend.engine)
     store.set_wasi(wasmtime.WasiConfig())
@@ -97,6 +104,7 @@ def raw_first_run(backend: WasmBackend, code: str, request: str) -> tuple[float,
     instance = linker.instantiate(store, component)
     t1 = time.perf_counter()
     run = instance.get_func(store, "run")
+    assert run is not None
     result = run(store, code, request)
     run.post_return(store)
     t2 = time.perf_counter()
@@ -138,6 +146,17 @@ async def main(quick: bool) -> None:
             await isolate.close()
             advance(1)
 
+    tenant = read_tenant("etl")
+    tenant_runs = []
+    isolate = await backend.new_isolate(limits)
+    await isolate.load(CodeBundle("index.py", tenant, "v", limits=limits))
+    with progress("a real tenant's run (tenants/etl)", rounds) as advance:
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await isolate.run_workflow("TenantWorkflow", EVENT, MinimalOps(), {}, step_limit=100)
+            tenant_runs.append((time.perf_counter() - t0) * 1e3)
+            advance(1)
+
     wasm_steps: list[float] = []
     local_steps: list[float] = []
     isolate = await backend.new_isolate(limits)
@@ -176,6 +195,7 @@ async def main(quick: bool) -> None:
         "instantiate_ms": summarize(instantiate),
         "instance_to_first_run_ms": summarize(first_run),
         "cold_start_public_api_ms": summarize(cold),
+        "etl_tenant_run_ms": summarize(tenant_runs),
         "new_step_us": summarize(wasm_steps),
         "new_step_inprocess_baseline_us": summarize(local_steps),
         "new_step_ratio_to_inprocess": (
@@ -194,6 +214,7 @@ async def main(quick: bool) -> None:
             ("instantiate", figures["instantiate_ms"], "ms"),
             ("instance → first run()", figures["instance_to_first_run_ms"], "ms"),
             ("cold start (public API)", figures["cold_start_public_api_ms"], "ms"),
+            ("tenants/etl run", figures["etl_tenant_run_ms"], "ms"),
         ],
     )
     show(

@@ -183,14 +183,19 @@ def _lost(reason: str, error: WorkflowError | None = None) -> IsolateLost:
 
 
 class WasmBackend:
-    """The ``wasm`` isolate backend; one engine, one compiled runner, many isolates."""
+    """The ``wasm`` isolate backend; one engine, one compiled runner, many isolates.
+
+    ``max_threads``: calls running at once (each holds a worker thread, also while it waits
+    on a host call); ``exposures``: extra types whose methods env bindings may expose, as in
+    ``rpc``; ``progress``: receives the build's progress lines (``dynwf wasm build``).
+    """
 
     name: BackendName = "wasm"
 
     def __init__(
         self,
         *,
-        max_threads: int = 4,
+        max_threads: int = 16,
         exposures: Mapping[type, Exposure] | None = None,
         progress: Progress | None = None,
     ) -> None:
