@@ -292,6 +292,7 @@ class ChannelIsolate:
         self._death: WorkflowError | None = None
         self._dead = asyncio.Event()
         self._closing = False
+        self._after_close_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
@@ -328,7 +329,11 @@ class ChannelIsolate:
             on_log=isolate._on_log_frame,
         )
         isolate._conn.on_close(isolate._channel_closed)
-        isolate.hello = await isolate._guarded("hello", [], _Watch(limits.wall_seconds, 0.0))
+        try:
+            isolate.hello = await isolate._guarded("hello", [], _Watch(limits.wall_seconds, 0.0))
+        except BaseException:
+            isolate._conn.close("no hello from the guest")
+            raise
         return isolate
 
     hello: dict[str, Any]
@@ -484,7 +489,13 @@ class ChannelIsolate:
         return self._death or WorkflowInternalError(CRASH_MESSAGE)
 
     def _channel_closed(self, conn: Connection) -> None:
-        asyncio.get_running_loop().create_task(self._after_close())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # closed from outside any loop (interpreter shutdown)
+            self._death = self._death or WorkflowInternalError(CRASH_MESSAGE)
+            self._dead.set()
+            return
+        self._after_close_task = loop.create_task(self._after_close())
 
     async def _after_close(self) -> None:
         """Learn how the isolate ended (reaping its process), then wake the waiters."""

@@ -124,6 +124,7 @@ class Guest(Capability):
         self.cpu_seconds = 30.0
         self.max_log_bytes = 1 << 20
         self._retiring = False
+        self._retire_task: asyncio.Task[None] | None = None
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -137,8 +138,8 @@ class Guest(Capability):
         if self._retiring or self.conn is None or self.conn.closed:
             return
         self._retiring = True
-        task = asyncio.get_running_loop().create_task(self._tell_retire(reason))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._retire_task = asyncio.get_running_loop().create_task(self._tell_retire(reason))
+        self._retire_task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def _tell_retire(self, reason: str) -> None:
         assert self.conn is not None
