@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -106,14 +107,17 @@ class WorkerCode:
         """
         import cloudpickle
 
-        module = getattr(entrypoint, "__module__", None)
-        if module and module != "__main__":
-            cloudpickle.register_pickle_by_value(__import__(module, fromlist=["_"]))
+        # the class's own module goes by value too (the isolate cannot import test or
+        # notebook modules); the module object is already loaded, nothing is imported here
+        module = sys.modules.get(getattr(entrypoint, "__module__", "") or "")
+        by_value = module is not None and module.__name__ != "__main__"
+        if by_value:
+            cloudpickle.register_pickle_by_value(module)
         try:
             data = cloudpickle.dumps(entrypoint)
         finally:
-            if module and module != "__main__":
-                cloudpickle.unregister_pickle_by_value(__import__(module, fromlist=["_"]))
+            if by_value:
+                cloudpickle.unregister_pickle_by_value(module)
         entry_name = name or entrypoint.__name__
         return cls(
             main_module="",
