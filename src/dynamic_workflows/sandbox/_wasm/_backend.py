@@ -25,7 +25,7 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -475,7 +475,7 @@ def _host_call(store: Any, raw: str) -> str:
         raise _Abort(run.stopped)
     try:
         request = parse_request(raw)
-        reply: Any = _wait(run, _serve(run, request))
+        reply, text = cast(tuple[Any, str], _wait(run, _answer(run, request)))
         if isinstance(request, DoBegin | DoEnd):
             _track_attempt(run, reply)
     except _Abort:
@@ -483,13 +483,7 @@ def _host_call(store: Any, raw: str) -> str:
     except BaseException as error:
         if isinstance(error, GuestRequestError):
             run.violations.append(error.reason)
-        reply = {"error": _shareable(error)}
-    try:
-        text = orjson.dumps(reply, default=run._default).decode()
-    except TypeError as error:
-        text = orjson.dumps(
-            {"error": {"name": "WorkflowInternalError", "message": f"not a JSON value: {error}"}}
-        ).decode()
+        text = _error_text(error)
     now = time.monotonic()
     if now >= run.wall_deadline:
         run.stopped = "wall"
@@ -579,10 +573,26 @@ def _wait(run: _Run, work: Awaitable[Any]) -> Any:
     return call.result
 
 
-def _shareable(error: BaseException) -> dict[str, str]:
+def _error_text(error: BaseException) -> str:
+    """An error as the guest sees it; host internals stay on the host (as in ``rpc``)."""
     if isinstance(error, _SHAREABLE):
-        return error_to_dict(error)
-    return {"name": "WorkflowInternalError", "message": "internal error on the host"}
+        shared = error_to_dict(error)
+    else:
+        shared = {"name": "WorkflowInternalError", "message": "internal error on the host"}
+    return orjson.dumps({"error": shared}).decode()
+
+
+async def _answer(run: _Run, request: GuestRequest) -> tuple[Any, str]:
+    """On the loop: serve one request and encode the reply there (capability props are
+    read from host objects on the loop's thread, never from the worker's)."""
+    try:
+        reply = await _serve(run, request)
+    except Exception as error:
+        return None, _error_text(error)
+    try:
+        return reply, orjson.dumps(reply, default=run._default).decode()
+    except TypeError as error:
+        return None, _error_text(WorkflowInternalError(f"not a JSON value: {error}"))
 
 
 async def _serve(run: _Run, request: GuestRequest) -> Any:
