@@ -10,6 +10,11 @@ Cold start is measured to the first *answered* call, at two layers:
   spawn, connect, load a one-module tenant ("send code, import it"), first ``fetch``
   answered. Same three sources.
 
+Steps: one new step (``step.do`` with a trivial callback; the host's ops answer at once, no
+store) and the replay of a run whose 100 steps are all in the shipped journal, in a confined
+subprocess isolate beside the in-process backend (the floor: same guest, same channel code,
+on a thread). ``benchmarks/rpc.py`` breaks the step round trip down further.
+
 Memory: USS (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup) of idle isolates that
 answered one call, against a fresh interpreter with the same imports.
 
@@ -19,7 +24,6 @@ Run: ``.venv/bin/python benchmarks/isolate.py [--quick]``; writes
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import socket
@@ -28,16 +32,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from _harness import console, progress, show, summarize, write_result
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dynamic_workflows.sandbox import CodeBundle, IsolateLimits
+from benchmarks._harness import console, progress, run_main, show, summarize, write_result
+from dynamic_workflows.sandbox import CodeBundle, IsolateLimits, open_backend
 from dynamic_workflows.sandbox._backends import ConfinedSubprocessBackend
 from dynamic_workflows.sandbox._channel import ChannelIsolate
 from dynamic_workflows.sandbox._subprocess import DEFAULT_GUEST, PLAIN_GUEST, SubprocessBackend
 from dynamic_workflows.sandbox._subprocess._backend import python_paths
-from dynamic_workflows.sdk import Request
+from dynamic_workflows.sdk import Decision, Outcome, Request, WorkflowEvent
 
 LIMITS = IsolateLimits()
 TENANT = """
@@ -255,16 +262,89 @@ async def memory_figures(count: int) -> dict[str, Any]:
     return figures
 
 
+# -- steps ------------------------------------------------------------------------------------
+STEPS = """
+from dynamic_workflows.sdk import WorkflowEntrypoint
+
+class Steps(WorkflowEntrypoint):
+    async def run(self, event, step):
+        for i in range(event.payload):
+            await step.do(f"s{i}", lambda: i)
+        return event.payload
+"""
+
+
+class Ops:
+    """Host step ops that answer at once and time each new step (do_begin to do_begin)."""
+
+    def __init__(self) -> None:
+        self.begins: list[float] = []
+
+    async def do_begin(self, name: str, count: int, config: dict[str, Any]) -> Decision:
+        self.begins.append(time.perf_counter())
+        return {"action": "attempt", "attempt": 1, "config": config}
+
+    async def do_end(self, name: str, count: int, attempt: int, outcome: Outcome) -> Decision:
+        return {"action": "value", "value": outcome.get("value")}
+
+    async def sleep(self, *args: Any) -> Decision:
+        return {"action": "stop"}
+
+    async def wait_for_event(self, *args: Any) -> Decision:
+        return {"action": "stop"}
+
+
+def _event(n: int) -> WorkflowEvent:
+    return WorkflowEvent(payload=n, timestamp=datetime.now(UTC), instance_id="b", workflow_name="B")
+
+
+async def step_figures(steps: int, replays: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    journal: Any = {f"s{i}-1": {"kind": "do", "value": i} for i in range(100)}
+    for name in ("inprocess", "subprocess"):
+        backend = await open_backend(name)
+        try:
+            isolate = await backend.new_isolate(LIMITS)
+            await isolate.load(CodeBundle("index.py", {"index.py": STEPS}, "bench"))
+            await isolate.run_workflow("Steps", _event(20), Ops(), {}, step_limit=10**6)
+            ops = Ops()
+            with progress(f"{name}: {steps} new steps", 1) as advance:
+                await isolate.run_workflow("Steps", _event(steps), ops, {}, step_limit=10**6)
+                advance(1)
+            new = [(b - a) * 1e6 for a, b in zip(ops.begins, ops.begins[1:], strict=False)]
+            replay: list[float] = []
+            with progress(f"{name}: replay 100 cached steps", replays) as advance:
+                for _ in range(replays):
+                    t0 = time.perf_counter()
+                    result = await isolate.run_workflow(
+                        "Steps", _event(100), Ops(), journal, step_limit=10**6
+                    )
+                    replay.append((time.perf_counter() - t0) * 1e3)
+                    assert len(result.hits) == 100, result
+                    advance(1)
+            out[name] = {"new_step_us": summarize(new), "replay_100_ms": summarize(replay)}
+        finally:
+            await backend.aclose()
+    return out
+
+
 async def main(quick: bool) -> None:
     n, n_fresh, n_mem = (40, 10, 4) if quick else (200, 30, 10)
     rows = await plain_figures(n, n_fresh) + await rpc_figures(n // 2, n_fresh)
+    steps = await step_figures(300 if quick else 2000, 10 if quick else 50)
     memory = await memory_figures(n_mem)
     figures: dict[str, Any] = {label: summary for label, summary, _ in rows}
+    figures["steps"] = steps
     ratios = {}
     for layer in ("plain", "rpc"):
         fresh = figures[f"{layer}: fresh python -I -S"]["median"]
         for source in ("warm pool", "zygote fork"):
             ratios[f"{layer}: fresh / {source}"] = fresh / figures[f"{layer}: {source}"]["median"]
+    for figure in ("new_step_us", "replay_100_ms"):
+        floor = steps["inprocess"][figure]["median"]
+        ratios[f"steps: subprocess / inprocess {figure}"] = (
+            steps["subprocess"][figure]["median"] / floor
+        )
     figures["ratios"] = ratios
     figures["memory"] = memory
     targets = {
@@ -274,6 +354,7 @@ async def main(quick: bool) -> None:
         "rpc: warm pool median <= 1 ms": figures["rpc: warm pool"]["median"] <= 1.0,
         "rpc: zygote fork median <= 5 ms": figures["rpc: zygote fork"]["median"] <= 5.0,
         "idle isolate USS <= 3 MB": memory["idle_isolate_uss_mb"]["median"] <= 3.0,
+        "new step <= 150 us (subprocess)": steps["subprocess"]["new_step_us"]["median"] <= 150,
     }
     figures["targets_met"] = targets
     show(
@@ -285,6 +366,14 @@ async def main(quick: bool) -> None:
         "cold start to first answered fetch (RPC channel, load + fetch)",
         [(r[0], r[1], "ms") for r in rows[3:]],
         baseline="rpc: fresh python -I -S",
+    )
+    show(
+        "steps: one new step (µs) and replay of 100 cached steps (ms)",
+        [
+            (f"{backend}: {figure}", steps[backend][figure], "µs" if "us" in figure else "ms")
+            for figure in ("new_step_us", "replay_100_ms")
+            for backend in ("inprocess", "subprocess")
+        ],
     )
     console.print(f"ratios: { {k: round(v, 1) for k, v in ratios.items()} }")
     console.print(
@@ -308,6 +397,4 @@ async def main(quick: bool) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
-    asyncio.run(main(parser.parse_args().quick))
+    run_main(main, __doc__.splitlines()[0] if __doc__ else "isolate")

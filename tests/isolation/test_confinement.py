@@ -21,6 +21,7 @@ from dynamic_workflows.sandbox._subprocess import (
     _child,
     _linux,
     classify,
+    probe,
 )
 
 ATTACKS = {a.name: a for a in _audit.ATTACKS}
@@ -61,6 +62,14 @@ async def test_every_mechanism_applies_on_this_machine(backend: SubprocessBacken
     assert child.confinement["rlimits"]["as"] == [300 << 20, 300 << 20]
     assert child.confinement["processes"] == "denied"
     await child.aclose()
+
+
+async def test_probe_names_what_is_missing() -> None:
+    report = await probe(disable={"seccomp"})
+    assert report["mechanisms"]["seccomp"] is False
+    assert report["missing"]["seccomp"] == "disabled by configuration"
+    assert report["refuses"] == ["seccomp"]
+    assert report["mechanisms"]["landlock"] is True
 
 
 # -- refusing, and accepting weaker confinement explicitly ----------------------------------

@@ -29,7 +29,7 @@ def _send(body: bytes, *, length: int | None = None) -> None:
 async def fetch(request: Request, env: Any) -> Response:
     params = await request.json()
     attack(params)
-    return Response.json({"escaped": False, "result": "forged frame sent, host still talking"})
+    return Response.json({"escaped": False, "result": "host still talking"})
 
 
 def attack(params: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from ._backend import (
     ExitInfo,
     SubprocessBackend,
     classify,
+    probe,
 )
 from ._confine import MECHANISMS
 
@@ -33,4 +34,5 @@ __all__ = [
     "ExitInfo",
     "SubprocessBackend",
     "classify",
+    "probe",
 ]

@@ -460,3 +460,16 @@ class SubprocessBackend:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(error)
+
+
+async def probe(*, disable: Iterable[str] = ()) -> dict[str, Any]:
+    """What confinement this host offers, probed end to end by a throwaway zygote (each
+    mechanism applied in a real child and checked): ``confinement_report()`` of a backend
+    that would accept anything missing."""
+    async with SubprocessBackend(
+        guest=PLAIN_GUEST, pool_size=0, disable=disable, allow_missing=_confine.MECHANISMS
+    ) as backend:
+        report = backend.confinement_report()
+    report["allow_missing"] = []
+    report["refuses"] = sorted(m for m, on in report["mechanisms"].items() if not on)
+    return report
