@@ -33,7 +33,7 @@ import os
 import signal
 import time
 
-from dynamic_workflows.sdk import WorkflowEntrypoint
+from dynamic_workflows.sdk import WorkerEntrypoint, WorkflowEntrypoint
 
 
 def spin():
@@ -100,6 +100,11 @@ class OverCpuRlimit(WorkflowEntrypoint):
 class Ok(WorkflowEntrypoint):
     async def run(self, event, step):
         return await step.do("ok", lambda: "fine")
+
+
+class Api(WorkerEntrypoint):
+    def hog(self):
+        return len(bytearray(8 << 30))
 """
 
 
@@ -207,15 +212,13 @@ async def test_cpu_budget_fails_the_step_and_the_isolate_survives(
     ops = ScriptedOps()
     result = await run(isolate, "Spin", ops)
     ends = [c for c in ops.calls if c[0] == "do_end"]
-    assert ends[0][4] == {
-        "error": {"name": "IsolateLimitError", "message": "Isolate exceeded its cpu limit"},
-        "retryable": True,
-    }
-    assert result.outcome == "raise"
-    assert result.error == {
+    cpu_error = {
         "name": "IsolateLimitError",
         "message": "Isolate exceeded its cpu limit",
+        "limit": "cpu",
     }
+    assert ends[0][4] == {"error": cpu_error, "retryable": True}
+    assert (result.outcome, result.error) == ("raise", cpu_error)
     assert isolate.alive
     assert (await run(isolate, "Ok")).value == "fine"
 
@@ -226,10 +229,15 @@ async def test_memory_error_fails_the_step_and_retires_the_isolate(
     isolate = await start(confined, IsolateLimits(memory_mb=512))
     ops = ScriptedOps()
     result = await run(isolate, "Hog", ops)
-    assert result.error == {
+    memory_error = {
         "name": "IsolateLimitError",
         "message": "Isolate exceeded its memory limit",
+        "limit": "memory",
     }
+    assert result.error == memory_error
+    assert [c[4] for c in ops.calls if c[0] == "do_end"] == [
+        {"error": memory_error, "retryable": True}
+    ]
     with anyio.fail_after(30):
         while isolate.alive:  # noqa: ASYNC110 - the retire notice is one frame away
             await anyio.sleep(0.005)
@@ -250,3 +258,10 @@ async def test_a_death_over_a_process_limit_names_the_limit(confined: IsolateBac
         await run(isolate, "OverCpuRlimit")
     assert isinstance(info.value.error, IsolateLimitError)
     assert info.value.error.limit == "cpu"
+
+
+async def test_limits_keep_their_name_across_the_channel(confined: IsolateBackend) -> None:
+    isolate = await start(confined, IsolateLimits(memory_mb=512))
+    with pytest.raises(IsolateLimitError) as info:
+        await isolate.call("Api", "hog", [])
+    assert info.value.limit == "memory"

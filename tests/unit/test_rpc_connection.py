@@ -23,7 +23,12 @@ from dynamic_workflows.rpc import (
     RemoteObject,
     expose,
 )
-from dynamic_workflows.sdk import RemoteError, WorkflowError, WorkflowInternalError
+from dynamic_workflows.sdk import (
+    IsolateLimitError,
+    RemoteError,
+    WorkflowError,
+    WorkflowInternalError,
+)
 
 
 class Handle(Capability):
@@ -39,7 +44,7 @@ class Handle(Capability):
 
 class Service(Capability):
     __rpc_methods__ = frozenset(
-        {"echo", "create", "wait", "slow", "boom", "internal", "opaque", "handles"}
+        {"echo", "create", "wait", "slow", "boom", "internal", "opaque", "handles", "over"}
     )
 
     def __init__(self) -> None:
@@ -74,6 +79,9 @@ class Service(Capability):
 
     def internal(self) -> None:
         raise WorkflowError("a public message")
+
+    def over(self, limit: str) -> None:
+        raise IsolateLimitError(limit)
 
     def opaque(self) -> object:
         return object()
@@ -215,6 +223,15 @@ async def test_errors_cross_as_name_and_message(pair: Pair) -> None:
     assert (shared.value.name, shared.value.message) == ("ZeroDivisionError", "secret host detail")
     with pytest.raises(WorkflowInternalError, match="not a JSON value"):
         await guest.remote().opaque()
+
+
+@pytest.mark.parametrize("limit", ["cpu", "memory", "wall", "stack"])
+async def test_a_limit_error_keeps_its_limit(pair: Pair, limit: str) -> None:
+    host, guest, _, _ = pair
+    for caller in (host, guest):
+        with pytest.raises(IsolateLimitError) as info:
+            await caller.remote().over(limit)
+        assert info.value.limit == limit
 
 
 async def test_host_never_accepts_capabilities_from_the_guest(pair: Pair) -> None:

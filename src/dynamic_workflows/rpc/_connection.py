@@ -18,7 +18,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ..sdk import WorkflowError, WorkflowInternalError, error_from_dict, error_to_dict
+from ..sdk import (
+    IsolateLimitError,
+    WorkflowError,
+    WorkflowInternalError,
+    error_from_dict,
+    error_to_dict,
+)
 from ._caps import ExportTable, Exposures, exposure_of, props_of
 from ._errors import CapabilityError, ChannelClosedError, ProtocolError
 from ._frames import (
@@ -38,6 +44,7 @@ from ._frames import (
 )
 
 ROOT = 0
+LIMITS = ("memory", "cpu", "wall", "stack")
 MAX_ERROR_MESSAGE = 16 * 1024
 _SHAREABLE = (WorkflowError, ValueError, TypeError, LookupError)
 
@@ -346,7 +353,7 @@ class Connection(asyncio.Protocol):
             future = self._pending.pop(frame.id, None)
             if future is not None and not future.done():
                 error = {"name": frame.name, "message": frame.message}
-                future.set_exception(error_from_dict(error))
+                future.set_exception(error_from_dict(error, limit=frame.limit))
         elif isinstance(frame, Cancel):
             task = self._handling.pop(frame.id, None)
             if task is not None:
@@ -411,6 +418,9 @@ class Connection(asyncio.Protocol):
             "name": _truncate(data["name"], 256),
             "message": _truncate(data["message"], MAX_ERROR_MESSAGE),
         }
+        limit = getattr(error, "limit", None)
+        if isinstance(error, IsolateLimitError) and limit in LIMITS:
+            message["limit"] = limit
         self._write_quietly(self._encode(message))
 
     def _import(self, value: Any, caps: list[int]) -> Any:

@@ -16,7 +16,7 @@ import base64
 import dataclasses
 import struct
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 import orjson
@@ -52,10 +52,15 @@ class Result(msgspec.Struct, tag="result", tag_field="t", forbid_unknown_fields=
     caps: list[_Id] = []
 
 
+Limit = Literal["memory", "cpu", "wall", "stack"]
+
+
 class Error(msgspec.Struct, tag="error", tag_field="t", forbid_unknown_fields=True):
     id: _Id
     name: _Short
     message: Annotated[str, msgspec.Meta(max_length=64 * 1024)]
+    limit: Limit | None = None
+    """Which limit an ``IsolateLimitError`` names (its ``.limit``)."""
 
 
 class Cancel(msgspec.Struct, tag="cancel", tag_field="t", forbid_unknown_fields=True):

@@ -79,9 +79,10 @@ class ProcessHandle(Protocol):
 # -- validation of what the guest sends ---------------------------------------------------
 
 
-class _ErrorModel(msgspec.Struct, forbid_unknown_fields=True):
+class _ErrorModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     name: str
     message: str
+    limit: Literal["memory", "cpu", "wall", "stack"] | None = None
 
 
 class _OutcomeModel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):

@@ -63,8 +63,28 @@ class Env:
         return self.__dict__.get(name, default)
 
 
+_LIMIT_MESSAGES = {IsolateLimitError(limit).message: limit for limit in ("cpu", "memory")}
+
+
 def _memory_error() -> dict[str, str]:
-    return IsolateLimitError("memory").to_dict()
+    return {**IsolateLimitError("memory").to_dict(), "limit": "memory"}
+
+
+def _error_dict(error: BaseException) -> dict[str, str]:
+    """``{"name", "message"}``, plus ``limit`` for an ``IsolateLimitError``."""
+    data = error_to_dict(error)
+    if isinstance(error, IsolateLimitError):
+        data["limit"] = error.limit
+    return data
+
+
+def _with_limit(error: Any) -> Any:
+    """Name the limit of an ``IsolateLimitError`` the sdk reported as name and message."""
+    if isinstance(error, dict) and error.get("name") == "IsolateLimitError":
+        limit = _LIMIT_MESSAGES.get(str(error.get("message")))
+        if limit is not None:
+            return {**error, "limit": limit}
+    return error
 
 
 class RemoteOps:
@@ -90,8 +110,10 @@ class RemoteOps:
         current_budget.set(self._run_budget)
         error = outcome.get("error")
         if error is not None and error.get("name") == "MemoryError":
-            outcome = {"error": {**_memory_error()}, "retryable": True}  # type: ignore[typeddict-item]
+            outcome = {"error": _memory_error(), "retryable": True}  # type: ignore[typeddict-item]
             self._guest.retire("memory")
+        elif error is not None:
+            outcome = {**outcome, "error": _with_limit(error)}
         decision: Decision = await self._ops.do_end(name, count, attempt, outcome)
         if decision.get("action") == "attempt":
             current_budget.set(Budget(self._cpu_seconds))
@@ -215,7 +237,7 @@ class Guest(Capability):
             except asyncio.CancelledError:
                 raise
             except BaseException as error:  # SystemExit too: the tenant's, not ours
-                return {"outcome": "raise", "error": error_to_dict(error), "hits": step.hits()}
+                return {"outcome": "raise", "error": _error_dict(error), "hits": step.hits()}
             return {"outcome": "return", "value": encoded, "hits": step.hits()}
 
     async def fetch(self, entrypoint: str | None, request: dict[str, Any]) -> dict[str, Any]:
