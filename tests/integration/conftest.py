@@ -6,11 +6,11 @@
   time a timer was asked for (``clock.scheduled``), so a test can check *when* the engine
   means to wake (S13, S19) without waiting for anything.
 - ``register(engine, name, cls, env=...)``: **the** way every test gives the engine a workflow
-  class. It is parametrized by ``backend``; for now only ``"inprocess"``. Later backends
-  (``"subprocess"``, ``"wasm"``) ship the class into an isolate by value (cloudpickle), so
-  workflow classes are defined at module level, are self-contained (no closures over test
-  locals, no shared Python objects) and are observed only through step results, outputs,
-  ``status()`` and the event log.
+  class. It is parametrized by ``backend`` (``BACKENDS``): ``"inprocess"``, and isolate
+  backends (``"subprocess"``, later ``"wasm"``) that ship the class into a real isolate by
+  value (cloudpickle, see ``_isolated.py``), so workflow classes are defined at module
+  level, are self-contained (no closures over test locals, no shared Python objects) and
+  are observed only through step results, outputs, ``status()`` and the event log.
 - ``@pytest.mark.inprocess_only``: a test that inherently needs shared in-process state (a
   gate a callback waits on, a counter in memory) runs only with the ``"inprocess"`` backend;
   ``pytest_generate_tests`` below leaves the other backends out for it.
