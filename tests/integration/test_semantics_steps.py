@@ -718,3 +718,33 @@ async def test_s1_register_checks_the_class_at_once(make_engine: MakeEngine) -> 
     for bad in (SyncRun, object, "not a class"):
         with pytest.raises((TypeError, WorkflowError)):
             engine.register("WF", bad)  # type: ignore[arg-type]
+
+
+class HangsWithoutRetries(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        async def slow() -> str:
+            await asyncio.Event().wait()  # in flight when the engine goes away
+            return "never"
+
+        return await step.do("slow", slow, retries={"limit": 0, "delay": 0})
+
+
+async def test_s8_lost_attempt_with_no_retries_left_errors_the_instance(
+    make_engine: MakeEngine, register: Register
+) -> None:
+    first = make_engine()
+    register(first, "WF", HangsWithoutRetries)
+    async with first:
+        inst = await first.binding("WF").create(id="lost")
+        await wait_until(inst, lambda st: attempts(st, "slow") == 1)
+    second = make_engine()
+    register(second, "WF", HangsWithoutRetries)
+    async with second:
+        inst = await second.binding("WF").get("lost")
+        st = await wait_status(inst, "complete", "errored")
+    assert st.status == "errored"
+    assert st.error == {
+        "name": "WorkflowInternalError",
+        "message": "Attempt failed due to internal workflows error",
+    }
+    assert step_row(st, "slow")["attempts"] == 1
