@@ -111,11 +111,13 @@ async def run(
     modes: tuple[str, ...] = MODES,
     base: int | None = None,
 ) -> dict[str, Any]:
-    """Both sweeps; keyword arguments shrink them (the smoke test)."""
+    """Both sweeps at one durability; keyword arguments shrink them (``tenants=()``: none)."""
     seconds = seconds or (6.0 if quick else 12.0)
     base = base or (100 if quick else 300)
-    concurrency = concurrency or (CONCURRENCY[:3] if quick else CONCURRENCY)
-    tenants = tenants or (TENANTS[:3] if quick else TENANTS)
+    if concurrency is None:
+        concurrency = CONCURRENCY[:3] if quick else CONCURRENCY
+    if tenants is None:
+        tenants = TENANTS[:3] if quick else TENANTS
     plan = [("concurrency", c, 1) for c in concurrency] + [
         ("tenants", min(TENANT_CONCURRENCY, max(concurrency)), t) for t in tenants
     ]
@@ -146,30 +148,47 @@ async def run(
             (
                 p["instances_per_s"]
                 for sweep in ("concurrency", "tenants")
-                for p in figures[sweep][mode].values()
+                for p in figures[sweep].get(mode, {}).values()
             ),
             default=0.0,
         )
         for mode in modes
     }
     figures["best_instances_per_s"] = best
-    figures["targets"] = {
+    return figures
+
+
+def targets(by_durability: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets against the best point at any durability (which one is named)."""
+
+    def best(mode: str) -> tuple[float, str]:
+        return max(
+            (figures["best_instances_per_s"].get(mode, 0.0), durability)
+            for durability, figures in by_durability.items()
+        )
+
+    engine, engine_at = best("engine")
+    isolated, isolated_at = best("subprocess")
+    return {
         "in-process engine >= 2000 instances/s": {
-            "reached": best.get("engine", 0.0),
-            "met": best.get("engine", 0.0) >= 2000,
+            "reached": engine,
+            "durability": engine_at,
+            "met": engine >= 2000,
         },
         "isolated (subprocess) >= 1000 instances/s": {
-            "reached": best.get("subprocess", 0.0),
-            "met": best.get("subprocess", 0.0) >= 1000,
+            "reached": isolated,
+            "durability": isolated_at,
+            "met": isolated >= 1000,
         },
     }
-    return figures
 
 
 def report(figures: dict[str, Any], durability: str) -> None:
     from rich.table import Table
 
     for sweep in ("concurrency", "tenants"):
+        if not figures[sweep]:
+            continue
         table = Table(title=f"three-step instances/s by {sweep} (durability={durability})")
         table.add_column(sweep, justify="right")
         modes = list(figures[sweep])
@@ -191,18 +210,24 @@ def report(figures: dict[str, Any], durability: str) -> None:
         f"three-step instances/s (commit median {floor['commit_us']['median']:.0f} µs); "
         "* = stopped by the time cap"
     )
-    for name, target in figures["targets"].items():
-        verdict = "[green]met[/green]" if target["met"] else "[red]missed[/red]"
-        console.print(f"target: {name}: {target['reached']:,.0f} {verdict}")
 
 
 async def main(quick: bool) -> None:
-    durability = "fsync"
-    figures = await run(quick, durability=durability)
-    report(figures, durability)
+    figures: dict[str, Any] = {}
+    figures["fsync"] = await run(quick, durability="fsync")
+    report(figures["fsync"], "fsync")
+    figures["os"] = await run(quick, durability="os", tenants=())
+    report(figures["os"], "os")
+    figures["targets"] = targets({"fsync": figures["fsync"], "os": figures["os"]})
+    for name, target in figures["targets"].items():
+        verdict = "[green]met[/green]" if target["met"] else "[red]missed[/red]"
+        console.print(
+            f"target: {name}: {target['reached']:,.0f} "
+            f"(durability={target['durability']}) {verdict}"
+        )
     parameters = {
         "quick": quick,
-        "durability": durability,
+        "durability": "fsync: both sweeps; os: the concurrency sweep",
         "modes": list(MODES),
         "concurrency": list(CONCURRENCY[:3] if quick else CONCURRENCY),
         "tenants": list(TENANTS[:3] if quick else TENANTS),
