@@ -6,6 +6,7 @@ rebuilt with :func:`error_from_dict`, never pickled.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 LimitName = Literal["memory", "cpu", "wall", "stack"]
@@ -101,6 +102,9 @@ def error_to_dict(error: BaseException) -> dict[str, str]:
     return {"name": type(error).__name__, "message": str(error)}
 
 
+_LIMIT_IN_MESSAGE = re.compile(r"exceeded its (memory|cpu|wall|stack) limit")
+
+
 def error_from_dict(data: dict[str, Any], *, limit: str | None = None) -> WorkflowError:
     """Rebuild an error from its wire form; unknown names become :class:`RemoteError`."""
     name = str(data.get("name") or "Error")
@@ -108,7 +112,12 @@ def error_from_dict(data: dict[str, Any], *, limit: str | None = None) -> Workfl
     if name == "NonRetryableError":
         return NonRetryableError(message)
     if name == "IsolateLimitError":
-        return IsolateLimitError(limit or str(data.get("limit") or "wall"), message=message)
+        # The wire form is {name, message}: the limit survives in the standard message.
+        found = _LIMIT_IN_MESSAGE.search(message)
+        inferred = found.group(1) if found else None
+        return IsolateLimitError(
+            limit or str(data.get("limit") or inferred or "wall"), message=message
+        )
     if name == "InstanceNotFoundError":
         return InstanceNotFoundError(message=message)
     cls = _KNOWN.get(name)
