@@ -80,3 +80,18 @@ async def test_a_failed_build_is_a_clear_error_for_every_caller(
     finally:
         await backend.aclose()
     assert not [p async for p in anyio.Path(fresh_cache).glob("*.wasm")]
+
+
+def test_old_artifacts_are_pruned(tmp_path: Path) -> None:
+    import os
+
+    paths = []
+    for i in range(6):
+        path = tmp_path / f"runner-{i}.cwasm"
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i, 1000 + i))
+        paths.append(path)
+    (tmp_path / "runner-0.wasm").write_bytes(b"other kind")
+    _build._prune("cwasm", paths[5])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["runner-0.wasm", "runner-3.cwasm", "runner-4.cwasm", "runner-5.cwasm"]

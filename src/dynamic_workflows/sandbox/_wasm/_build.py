@@ -109,6 +109,27 @@ def _write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+KEEP = 3
+"""Artifacts of each kind kept in the cache (the newest); older ones are pruned."""
+
+
+def _prune(kind: str, keep: Path) -> None:
+    """Drop all but the newest :data:`KEEP` ``runner-*.<kind>`` files (never ``keep``).
+
+    A process still using a pruned ``.cwasm`` keeps its mapping (Linux unlinks lazily)."""
+    try:
+        found = sorted(
+            (p for p in keep.parent.glob(f"runner-*.{kind}") if p != keep),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+    except OSError:
+        return
+    for old in found[KEEP - 1 :]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
 def _componentize_py() -> list[str]:
     script = Path(sys.executable).with_name("componentize-py")
     if script.exists():
@@ -151,6 +172,7 @@ def build_component(progress: Progress | None = None) -> Path:
             output = (done.stderr or done.stdout).decode("utf-8", "replace")[-4000:]
             raise RunnerBuildError(f"componentize-py failed ({done.returncode}):\n{output}")
         _write_atomically(path, out.read_bytes())
+    _prune("wasm", path)
     say(f"component built in {time.monotonic() - started:.1f} s: {path}")
     return path
 
@@ -176,6 +198,7 @@ def load_runner(engine: wasmtime.Engine, progress: Progress | None = None) -> co
     try:
         built = component.Component(engine, source.read_bytes())
         _write_atomically(compiled, bytes(built.serialize()))
+        _prune("cwasm", compiled)
     except wasmtime.WasmtimeError as error:
         raise RunnerBuildError(f"wasmtime could not compile the runner: {error}") from error
     say(f"runner compiled in {time.monotonic() - started:.1f} s: {compiled}")
