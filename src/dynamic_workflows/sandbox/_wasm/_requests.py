@@ -116,6 +116,8 @@ def parse_request(raw: str) -> GuestRequest:
         raise GuestRequestError(str(error)) from None
     except msgspec.DecodeError as error:
         raise GuestRequestError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise GuestRequestError(f"value nested deeper than {MAX_DEPTH} levels") from None
     if isinstance(request, DoEnd):
         outcome = request.outcome
         given = [outcome.value is not msgspec.UNSET, bool(outcome.error), bool(outcome.fatal)]
