@@ -361,3 +361,29 @@ class W:
         isinstance(result, RunResult) and result.outcome == "raise"
     ), result
     await host_is_fine(backend)
+
+
+async def test_a_tenant_over_its_limits_does_not_disturb_another(backend: WasmBackend) -> None:
+    spinner = await load(backend, workflow("while True:\n    pass"), limits=LIMITS)
+    bomber = await load(backend, workflow("x = bytearray(10 ** 9)"), limits=LIMITS)
+    steps = "return [await step.do(f's{i}', lambda: i) for i in range(20)]"
+    calm = await load(backend, workflow(steps))
+    results: dict[str, Any] = {}
+
+    async def run(name: str, isolate: WasmIsolate) -> None:
+        try:
+            results[name] = await isolate.run_workflow(
+                "W", event(), ScriptedOps(), {}, step_limit=100
+            )
+        except IsolateLost as lost:
+            results[name] = lost
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            for name, isolate in (("spinner", spinner), ("bomber", bomber), ("calm", calm)):
+                tg.start_soon(run, name, isolate)
+    assert results["calm"] == RunResult("return", value=list(range(20)))
+    assert isinstance(results["spinner"], IsolateLost)
+    assert isinstance(results["spinner"].error, IsolateLimitError)
+    assert results["spinner"].error.limit == "cpu"
+    assert results["bomber"].error == IsolateLimitError("memory").to_dict()

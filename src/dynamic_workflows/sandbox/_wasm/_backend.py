@@ -466,28 +466,33 @@ def _deliver_logs(run: _Run, sink: LogSink | None, instance_id: str | None) -> N
 def _host_call(store: Any, raw: str) -> str:
     """``host.call`` for every run: validate, hand to the loop, wait, re-arm the deadline."""
     run: _Run | None = getattr(_local, "run", None)
-    if run is None:
+    if run is None:  # cannot happen: every store is created with its run
         raise _Abort("host call outside a run")
     entered = time.monotonic()
     run.wasm_seconds += entered - run.resumed
     run.host_calls += 1
-    if run.stopped is not None:
-        raise _Abort(run.stopped)
-    try:
-        request = parse_request(raw)
-        reply, text = cast(tuple[Any, str], _wait(run, _answer(run, request)))
-        if isinstance(request, DoBegin | DoEnd):
-            _track_attempt(run, reply)
-    except _Abort:
-        raise
-    except BaseException as error:
-        if isinstance(error, GuestRequestError):
-            run.violations.append(error.reason)
-        text = _error_text(error)
+    text = ""
+    if run.stopped is None:
+        try:
+            request = parse_request(raw)
+            reply, text = cast(tuple[Any, str], _wait(run, _answer(run, request)))
+            if isinstance(request, DoBegin | DoEnd):
+                _track_attempt(run, reply)
+        except _Abort:
+            pass  # run.stopped says why
+        except BaseException as error:
+            if isinstance(error, GuestRequestError):
+                run.violations.append(error.reason)
+            text = _error_text(error)
     now = time.monotonic()
-    if now >= run.wall_deadline:
+    if run.stopped is None and now >= run.wall_deadline:
         run.stopped = "wall"
-        raise _Abort("wall")
+    if run.stopped is not None:
+        # Stop the guest at its next epoch check. Not by raising through wasmtime: its
+        # last-exception slot is process-wide, so concurrent runs could trade exceptions.
+        wasmtime.Store.set_epoch_deadline(store, 0)
+        limit = IsolateLimitError("wall") if run.stopped == "wall" else None
+        return _error_text(limit or WorkflowInternalError("the call was stopped"))
     run.resumed = now
     wasmtime.Store.set_epoch_deadline(store, run.deadline_ticks())
     return text
