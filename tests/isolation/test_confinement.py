@@ -139,16 +139,17 @@ def _status_exit(code: int) -> int:
 
 
 def test_classify_exit_statuses() -> None:
-    assert classify(_status_exit(_child.EXIT_MEMORY), 0.1, killed=None, cpu_hard=2).limit == (
+    assert classify(_status_exit(_child.EXIT_MEMORY), 0.1, killed=None, cpu_soft=1).limit == (
         "memory"
     )
-    assert classify(_status_exit(_child.EXIT_CPU), 1.0, killed=None, cpu_hard=2).limit == "cpu"
-    assert classify(signal.SIGXCPU, 1.0, killed=None, cpu_hard=2).limit == "cpu"
-    assert classify(signal.SIGKILL, 2.0, killed=None, cpu_hard=2).limit == "cpu"
-    killed = classify(signal.SIGKILL, 0.1, killed=None, cpu_hard=2)
+    assert classify(_status_exit(_child.EXIT_CPU), 1.0, killed=None, cpu_soft=1).limit == "cpu"
+    assert classify(signal.SIGXCPU, 1.0, killed=None, cpu_soft=1).limit == "cpu"
+    assert classify(signal.SIGKILL, 2.0, killed=None, cpu_soft=1).limit == "cpu"
+    assert classify(signal.SIGKILL, 0.9, killed=None, cpu_soft=1).limit == "cpu"
+    killed = classify(signal.SIGKILL, 0.1, killed=None, cpu_soft=1)
     assert killed.limit is None and killed.detail == "killed by SIGKILL after 0.10 s CPU"
-    assert classify(signal.SIGKILL, 0.1, killed="wall", cpu_hard=2).limit == "wall"
-    assert classify(_status_exit(0), 0.0, killed=None, cpu_hard=2).detail == "exited with code 0"
+    assert classify(signal.SIGKILL, 0.1, killed="wall", cpu_soft=1).limit == "wall"
+    assert classify(_status_exit(0), 0.0, killed=None, cpu_soft=1).detail == "exited with code 0"
 
 
 async def test_kill_for_wall_time(backend: SubprocessBackend) -> None:
