@@ -23,6 +23,7 @@ from dynamic_workflows.sandbox._subprocess import (
     classify,
     probe,
 )
+from dynamic_workflows.sdk import WorkflowInternalError
 
 ATTACKS = {a.name: a for a in _audit.ATTACKS}
 
@@ -203,3 +204,31 @@ async def test_closing_the_backend_ends_its_children() -> None:
     assert child.sock.fileno() == -1
     with pytest.raises(ProcessLookupError):
         os.kill(zygote, 0)
+
+
+async def test_a_dead_zygote_is_replaced() -> None:
+    """Killing the zygote ends its children (reported as exits) and the next spawn starts
+    a new zygote; the host process never notices more than that."""
+    async with SubprocessBackend(guest=PLAIN_GUEST, pool_size=1) as b:
+        child = await b.spawn()
+        first = b.zygote_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with anyio.fail_after(30):
+            info = await child.wait_exit()
+        assert info.detail == "the zygote exited"
+        child.sock.close()
+        with anyio.fail_after(30):
+            again = await b.spawn()
+        assert b.restarts == 1
+        assert b.zygote_pid not in (None, first)
+        assert again.alive and again.confinement["seccomp"] is True
+        await again.aclose()
+
+
+async def test_spawn_after_close_is_an_error() -> None:
+    b = SubprocessBackend(guest=PLAIN_GUEST, pool_size=0)
+    await b.start()
+    await b.aclose()
+    with pytest.raises(WorkflowInternalError, match="closed"):
+        await b.spawn()

@@ -208,12 +208,18 @@ class SubprocessBackend:
         self._early_exits: dict[int, tuple[int, float]] = {}
         self._next_id = 0
         self._start_lock = asyncio.Lock()
+        self._closed = False
+        self._old_procs: list[subprocess.Popen[bytes]] = []
+        self.restarts = 0
+        """How many times a dead zygote was replaced."""
         self.warm_failures: list[str] = []
         self._warm: collections.deque[ChildProcess] = collections.deque()
         self._pool_changed = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        if self._closed:
+            raise WorkflowInternalError("subprocess backend is closed")
         async with self._start_lock:
             if self._hello is not None:
                 await self._hello
@@ -250,8 +256,11 @@ class SubprocessBackend:
 
     async def aclose(self) -> None:
         """Stop the zygote; its children die with it (PR_SET_PDEATHSIG)."""
+        self._closed = True
         ctl, proc = self._ctl, self._proc
         self._ctl = None
+        while self._warm:
+            self._warm.popleft().sock.close()
         if ctl is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(ctl.fileno())
@@ -261,12 +270,12 @@ class SubprocessBackend:
             child.sock.close()
             child._exited(None, child.cpu_seconds())
         self._children.clear()
-        if proc is not None:
+        for zygote in [*self._old_procs, *([proc] if proc is not None else [])]:
             try:
-                await asyncio.to_thread(proc.wait, 5)
+                await asyncio.to_thread(zygote.wait, 5)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait)
+                zygote.kill()
+                await asyncio.to_thread(zygote.wait)
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(WorkflowInternalError("subprocess backend closed"))
@@ -450,19 +459,31 @@ class SubprocessBackend:
             os.close(fd)
 
     def _zygote_gone(self) -> None:
-        ctl = self._ctl
+        """The zygote died (its children with it, by PR_SET_PDEATHSIG): report their exits;
+        the next ``spawn`` starts a new zygote, unless this one never came up."""
+        ctl, self._ctl = self._ctl, None
         if ctl is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(ctl.fileno())
+            ctl.close()
         for child in self._children.values():
             child._exited(None, 0.0)
         self._children.clear()
+        while self._warm:
+            self._warm.popleft().sock.close()
         error = WorkflowInternalError("the zygote exited")
-        if self._hello is not None and not self._hello.done():
-            self._hello.set_exception(error)
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(error)
+        if self._proc is not None:
+            self._proc.poll()
+            self._old_procs.append(self._proc)
+            self._proc = None
+        if self._hello is not None and not self._hello.done():
+            self._hello.set_exception(error)
+        elif not self._closed:
+            self.restarts += 1
+            self._hello = None
 
 
 async def probe(*, disable: Iterable[str] = ()) -> dict[str, Any]:
