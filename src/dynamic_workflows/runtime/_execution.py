@@ -67,6 +67,7 @@ LOST_ATTEMPT = {
     "message": "Attempt failed due to internal workflows error",
 }
 MAX_CONSECUTIVE_INTERRUPTS = 3
+HIBERNATE_HOPS = 3  # loop turns with every branch waiting before hibernating
 StopReason = Literal[
     "hibernate", "pause", "replay", "fatal", "terminate", "restart", "delete", "shutdown"
 ]
@@ -115,6 +116,7 @@ class Execution:
         self.task: asyncio.Task[None] | None = None
         self.drained = asyncio.Event()
         self.drained.set()
+        self._idle_gen = 0
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -174,7 +176,19 @@ class Execution:
             self._check_idle_soon()
 
     def _check_idle_soon(self) -> None:
-        asyncio.get_running_loop().call_soon(self._check_idle)
+        """Check for hibernation a few loop turns later (debounced): a sibling branch in an
+        isolate may have an op arriving on the same channel read. A later op that still
+        misses the check is handled by :meth:`_late`."""
+        self._idle_gen += 1
+        asyncio.get_running_loop().call_soon(self._idle_hop, self._idle_gen, HIBERNATE_HOPS)
+
+    def _idle_hop(self, gen: int, hops: int) -> None:
+        if gen != self._idle_gen:
+            return
+        if hops > 0:
+            asyncio.get_running_loop().call_soon(self._idle_hop, gen, hops - 1)
+        else:
+            self._check_idle()
 
     def _check_idle(self) -> None:
         """Hibernate when every live branch waits and the next wake-up is far (S20)."""
@@ -198,6 +212,15 @@ class Execution:
         for wait in list(self.waits.values()):
             if not wait.future.done():
                 wait.future.set_result(STOP)
+
+    def _late(self) -> bool:
+        """Hibernation is unwinding the run: a sleep or wait asked for now is still recorded
+        (its timer pinned from now, as if it had been asked a moment earlier), then stopped."""
+        return self.stop_reason == "hibernate" and not self.closed
+
+    def _stop_late(self) -> Decision:
+        self.doomed = True
+        return STOP
 
     def _stopped(self) -> Decision | None:
         if self.stop_reason is not None or self.closed:
@@ -579,7 +602,8 @@ class Execution:
         key = step_key(name, count)
         limits = self.engine.limits
         async with self.lock:
-            stopped = self._stopped()
+            late = self._late()
+            stopped = None if late else self._stopped()
             if stopped is not None:
                 return stopped
             self.asked.add(key)
@@ -616,7 +640,7 @@ class Execution:
                     )
                 rec = StepRow(key, name, count, "sleep", "waiting", start=now, wake_at=wake)
                 self.records[key] = rec
-                wait = self._add_wait(key, wake)
+                wait = None if late else self._add_wait(key, wake)
                 await self.write(
                     self.tx(
                         steps=[rec],
@@ -630,8 +654,10 @@ class Execution:
                         ],
                     )
                 )
-            else:
+            elif not late:
                 wait = self._add_wait(key, rec.wake_at or self.clock_now)
+            if late or wait is None:
+                return self._stop_late()
         result = await self._await(wait)
         if result is not None and result["action"] == "stop":
             self.doomed = True
@@ -678,7 +704,8 @@ class Execution:
             )
         key = step_key(name, count)
         async with self.lock:
-            stopped = self._stopped()
+            late = self._late()
+            stopped = None if late else self._stopped()
             if stopped is not None:
                 return stopped
             self.asked.add(key)
@@ -736,12 +763,14 @@ class Execution:
                     event_type=type,
                 )
                 self.records[key] = rec
-                wait = self._add_wait(key, now + seconds)
+                wait = None if late else self._add_wait(key, now + seconds)
                 await self.write(
                     self.tx(steps=[rec], log=[LogEntry("wait_started", now, key, start)])
                 )
-            else:
+            elif not late:
                 wait = self._add_wait(key, rec.wake_at or now)
+            if late or wait is None:
+                return self._stop_late()
         result = await self._await(wait)
         if result is not None and result["action"] == "stop":
             self.doomed = True
