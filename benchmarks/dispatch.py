@@ -10,6 +10,9 @@ Modes (all run the same tenant module, ``_harness.TENANT_SOURCE``):
 
 Figures per mode and durability:
 
+Modes are measured interleaved: all three dispatchers open at once, each round runs a
+share of the new steps and one replay in every mode.
+
 - ``new step``: the time ``await step.do(...)`` takes, measured inside the workflow around a
   trivial callback (two step ops to the host, the attempt, one durable commit);
 - ``replay 100``: an instance that completed 100 steps and hibernated on a long
@@ -23,6 +26,7 @@ Run: ``.venv/bin/python benchmarks/dispatch.py [--quick]``; writes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
@@ -57,9 +61,7 @@ async def _until(check: Any, what: str, timeout: float = 120.0) -> None:
 
 
 async def new_steps(d: Dispatcher, steps: int) -> list[float]:
-    """Per-step times (µs) of one instance doing ``steps`` new steps, after a warm-up."""
-    warm = await d.create("bench", {"kind": "timed", "n": 10})
-    await warm.wait_for_status("complete")
+    """Per-step times (µs) of one instance doing ``steps`` new steps."""
     handle = await d.create("bench", {"kind": "timed", "n": steps})
     status = await handle.wait_for_status("complete", "errored")
     if status.status != "complete":
@@ -67,32 +69,44 @@ async def new_steps(d: Dispatcher, steps: int) -> list[float]:
     return [t * 1e6 for t in status.output]
 
 
-async def replays(d: Dispatcher, instances: int, advance: Any) -> list[float]:
+async def replay(d: Dispatcher) -> float:
     """Host-side time (ms) of the execution that replays ``REPLAY_STEPS`` cached steps."""
-    samples: list[float] = []
-    for _ in range(instances):
-        handle = await d.create("bench", {"kind": "replay", "n": REPLAY_STEPS})
-        # the first execution ends when the long wait hibernates it
-        runs = d.runs.setdefault(handle.id, [])
-        await _until(lambda runs=runs: len(runs) >= 1, "the first execution")
-        await handle.send_event(type="go", payload=None)
-        status = await handle.wait_for_status("complete", "errored")
-        if status.status != "complete" or len(d.runs[handle.id]) != 2:
-            raise RuntimeError(f"replay run {status.status}: {status.error} {d.runs[handle.id]}")
-        samples.append(d.runs[handle.id][1] * 1e3)
-        advance()
-    return samples
+    handle = await d.create("bench", {"kind": "replay", "n": REPLAY_STEPS})
+    # the first execution ends when the long wait hibernates it
+    runs = d.runs.setdefault(handle.id, [])
+    await _until(lambda: len(runs) >= 1, "the first execution")
+    await handle.send_event(type="go", payload=None)
+    status = await handle.wait_for_status("complete", "errored")
+    if status.status != "complete" or len(runs) != 2:
+        raise RuntimeError(f"replay run {status.status}: {status.error} {runs}")
+    return runs[1] * 1e3
 
 
-async def measure(
-    backend: str, durability: str, steps: int, instances: int, advance: Any
-) -> dict[str, Any]:
+async def measure(durability: str, steps: int, instances: int, advance: Any) -> dict[str, Any]:
+    """Every mode at ``durability``, interleaved round by round (the disk and the load
+    drift during a run; interleaving spreads the drift over all modes alike)."""
+    step_us: dict[str, list[float]] = {mode: [] for mode in MODES}
+    replay_ms: dict[str, list[float]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="dynwf-bench-") as tmp:
-        async with Dispatcher(Path(tmp), backend, durability=durability) as d:
-            step_us = await new_steps(d, steps)
-            advance()
-            replay_ms = await replays(d, instances, advance)
-    return {"new_step_us": summarize(step_us), "replay_100_ms": summarize(replay_ms)}
+        async with contextlib.AsyncExitStack() as stack:
+            dispatchers = {}
+            for mode in MODES:
+                directory = Path(tmp) / mode
+                directory.mkdir()
+                d = Dispatcher(directory, mode, durability=durability)
+                dispatchers[mode] = await stack.enter_async_context(d)
+                await new_steps(d, 10)  # warm-up: isolate loaded, code imported
+            for round_ in range(instances):
+                share = steps // instances + (1 if round_ < steps % instances else 0)
+                for mode, d in dispatchers.items():
+                    if share:
+                        step_us[mode] += await new_steps(d, share)
+                    replay_ms[mode].append(await replay(d))
+                advance()
+    return {
+        mode: {"new_step_us": summarize(step_us[mode]), "replay_100_ms": summarize(replay_ms[mode])}
+        for mode in MODES
+    }
 
 
 async def run(
@@ -103,15 +117,14 @@ async def run(
     instances = instances or (5 if quick else 20)
     floor_instances = max(10, steps // 3)
     figures: dict[str, Any] = {}
-    with progress("dispatch", len(MODES) * len(DURABILITIES) * (instances + 1)) as advance:
+    with progress("dispatch", len(DURABILITIES) * instances) as advance:
         for durability in DURABILITIES:
             per_mode: dict[str, Any] = {}
             with tempfile.TemporaryDirectory(prefix="dynwf-floor-") as tmp:
                 per_mode["sqlite3 floor"] = sqlite_floor(
                     Path(tmp) / "floor.db", durability, floor_instances
                 )
-            for backend in MODES:
-                per_mode[backend] = await measure(backend, durability, steps, instances, advance)
+            per_mode.update(await measure(durability, steps, instances, advance))
             floor = per_mode["engine"]
             for backend in MODES[1:]:
                 mine = per_mode[backend]
