@@ -25,14 +25,6 @@ def _on_sigxcpu(signum: int, frame: FrameType | None) -> None:
     os._exit(EXIT_CPU)
 
 
-def prepare_guest(guest: str) -> None:
-    """Let the guest warm up before the host arrives (``guest.prepare()``, if it has one):
-    the pages its first call touches get copied now, off the cold-start path."""
-    prepare = getattr(sys.modules[guest], "prepare", None)
-    if prepare is not None:
-        prepare()
-
-
 def run_guest(guest: str, channel: int) -> NoReturn:
     """``guest.serve(channel)``, then exit with a code that says how it ended."""
     signal.signal(signal.SIGXCPU, _on_sigxcpu)

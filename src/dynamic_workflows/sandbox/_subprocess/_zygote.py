@@ -104,7 +104,6 @@ class Zygote:
                     verdict = json.dumps(_confine.verify(self.prep.enabled)).encode()
                     os.write(_confine.CHANNEL_FD, _confine.READY + verdict)
                     os._exit(0)
-                _child.prepare_guest(self.guest)
                 os.write(_confine.CHANNEL_FD, _confine.READY)
             except BaseException as exc:
                 try:
