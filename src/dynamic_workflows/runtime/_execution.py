@@ -15,6 +15,7 @@ a durable timer (or an event) replays it later. Results are the same either way 
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,6 +35,7 @@ from ..sdk import (
     decode_value,
     encode_value,
     error_to_dict,
+    output_not_serialisable,
     step_key,
 )
 from ..sdk._types import to_datetime
@@ -67,7 +69,9 @@ LOST_ATTEMPT = {
     "message": "Attempt failed due to internal workflows error",
 }
 MAX_CONSECUTIVE_INTERRUPTS = 3
-HIBERNATE_HOPS = 3  # loop turns with every branch waiting before hibernating
+HIBERNATE_HOPS = 3  # loop turns with every branch waiting before hibernating (in-process)
+REMOTE_GRACE = 0.05  # seconds, when the run's ops come over a channel (an isolate)
+_CURRENT: ContextVar[Execution | None] = ContextVar("dynwf_execution", default=None)
 StopReason = Literal[
     "hibernate", "pause", "replay", "fatal", "terminate", "restart", "delete", "shutdown"
 ]
@@ -117,6 +121,7 @@ class Execution:
         self.drained = asyncio.Event()
         self.drained.set()
         self._idle_gen = 0
+        self.remote = False
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -169,6 +174,8 @@ class Execution:
 
     def _enter(self) -> None:
         self.busy += 1
+        if _CURRENT.get() is not self:
+            self.remote = True  # ops arrive over a channel: give sibling ops time to arrive
 
     def _exit(self) -> None:
         self.busy -= 1
@@ -180,7 +187,11 @@ class Execution:
         isolate may have an op arriving on the same channel read. A later op that still
         misses the check is handled by :meth:`_late`."""
         self._idle_gen += 1
-        asyncio.get_running_loop().call_soon(self._idle_hop, self._idle_gen, HIBERNATE_HOPS)
+        loop = asyncio.get_running_loop()
+        if self.remote:
+            loop.call_later(REMOTE_GRACE, self._idle_hop, self._idle_gen, 0)
+        else:
+            loop.call_soon(self._idle_hop, self._idle_gen, HIBERNATE_HOPS)
 
     def _idle_hop(self, gen: int, hops: int) -> None:
         if gen != self._idle_gen:
@@ -833,6 +844,7 @@ class Execution:
         )
         how: str
         value: Any = None
+        _CURRENT.set(self)  # this task's own context: ops from its tree are in-process
         try:
             instance = workflow.cls(ctx, workflow.env)
             value = await instance.run(event, step)
@@ -878,12 +890,7 @@ class Execution:
                 try:
                     output = encode_value(value, path="the workflow's return value")
                 except Exception as bad:
-                    await self.fail(
-                        WorkflowFatalError(
-                            "Serialization failed: the workflow returned a value which is not "
-                            f"serialisable ({bad})"
-                        )
-                    )
+                    await self.fail(output_not_serialisable(bad))
                     return
                 self.closed = True
                 self.status = "complete"

@@ -23,7 +23,7 @@ from ._errors import (
 )
 from ._http import Request, Response
 from ._protocol import Decision, ErrorDict, Journal, JournalEntry, Outcome, StepOps, step_key
-from ._step import StopExecution, WorkflowStep, gather
+from ._step import StopExecution, WorkflowStep, gather, output_not_serialisable
 from ._types import StepContext, StepInfo, WorkflowEvent, WorkflowStepEvent
 from ._values import JSONValue, NotJSONError, decode_value, encode_value, json_size
 
@@ -65,6 +65,7 @@ __all__ = [
     "error_to_dict",
     "gather",
     "json_size",
+    "output_not_serialisable",
     "parse_duration",
     "step_key",
 ]

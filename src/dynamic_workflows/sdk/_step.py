@@ -63,6 +63,13 @@ def invalid_name_error(name: object) -> WorkflowFatalError:
     )
 
 
+def output_not_serialisable(reason: object) -> WorkflowFatalError:
+    """The error of a ``run`` whose return value is not JSON (S24), the same in every backend."""
+    return WorkflowFatalError(
+        f"Serialization failed: the workflow returned a value which is not serialisable ({reason})"
+    )
+
+
 def invalid_config_error(name: str) -> WorkflowFatalError:
     return WorkflowFatalError(f'Step config for "{name}" is in an invalid format')
 

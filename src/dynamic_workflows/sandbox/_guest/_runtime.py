@@ -22,6 +22,7 @@ from ...sdk import (
     Decision,
     IsolateLimitError,
     Journal,
+    NotJSONError,
     Outcome,
     Request,
     Response,
@@ -31,6 +32,7 @@ from ...sdk import (
     WorkflowStep,
     encode_value,
     error_to_dict,
+    output_not_serialisable,
 )
 from ._context import Budget, CallState, calling, current_budget
 from ._modules import TenantModules
@@ -228,7 +230,10 @@ class Guest(Capability):
                 cls = self._entry(entrypoint)
                 instance = cls(TenantContext(instance_id, workflow_name), self.env)
                 value = await instance.run(WorkflowEvent.from_wire(event), step)
-                encoded = encode_value(value, path="the workflow's return value")
+                try:
+                    encoded = encode_value(value, path="the workflow's return value")
+                except NotJSONError as bad:
+                    raise output_not_serialisable(bad) from None
             except StopExecution:
                 return {"outcome": "stop", "hits": step.hits()}
             except MemoryError:
