@@ -22,9 +22,11 @@ from .conftest import (
     RecordingClock,
     RunEngine,
     drive_retries,
+    has_step,
     history,
     step_row,
     wait_status,
+    wait_until,
 )
 
 # --- S12 -----------------------------------------------------------------------------------
@@ -219,7 +221,10 @@ async def test_s16_exhaustion_persists_the_final_error(
     async with run_engine({"WF": Exhausts}, hibernate_after=1.0) as engine:
         wf = engine.binding("WF")
         kept = await wf.create(params={"rethrow": False})
-        await wait_status(kept, "waiting")
+        # not just "waiting": the retry of delay 0 may show as waiting for a moment
+        await wait_until(
+            kept, lambda st: has_step(st, "nap") and step_row(st, "nap")["state"] == "waiting"
+        )
         clock.advance(3600)
         st = await wait_status(kept, "complete", "errored")
         started = await history(engine, kept, "attempt_started", "e-1")
