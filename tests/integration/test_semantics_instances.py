@@ -19,6 +19,7 @@ from dynamic_workflows.sdk import (
     WorkflowEvent,
     WorkflowStep,
     error_to_dict,
+    gather,
 )
 
 from .conftest import (
@@ -894,6 +895,7 @@ async def test_s32_terminate_while_waiting_for_pause(run_engine: RunEngine) -> N
         await wait_record(engine, inst, "terminated")
         st = await inst.status()
     assert st.status == "terminated"
+    assert step_row(st, "held")["state"] != "complete"
     assert not has_step(st, "next")
 
 
@@ -986,3 +988,37 @@ async def test_s32_terminate_during_a_retry_wait(
         started = await history(engine, inst, "attempt_started", "r-1")
     assert st.status == "terminated"
     assert len(started) == 1
+
+
+class TwoGated(WorkflowEntrypoint):
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        async def held(ctx: StepContext) -> str:
+            await GATES[f"{event.instance_id}-{ctx.step.count}"].wait()
+            return f"held {ctx.step.count}"
+
+        both = await gather(step.do("held", held), step.do("held", held))
+        return [*both, await step.do("next", lambda: "next")]
+
+
+@pytest.mark.inprocess_only
+async def test_s30_pause_waits_for_every_callback_in_flight(run_engine: RunEngine) -> None:
+    async with run_engine({"WF": TwoGated}) as engine:
+        gate("two-1")
+        gate("two-2")
+        inst = await engine.binding("WF").create(id="two")
+        await wait_until(
+            inst,
+            lambda st: has_step(st, "held", 2) and step_row(st, "held", 2)["state"] == "running",
+        )
+        await inst.pause()
+        assert (await inst.status()).status == "waitingForPause"
+        gate("two-2").set()
+        st = await wait_until(inst, lambda st: step_row(st, "held", 2)["state"] == "complete")
+        assert st.status == "waitingForPause"
+        gate("two-1").set()
+        st = await wait_status(inst, "paused")
+        assert [step_row(st, "held", c)["state"] for c in (1, 2)] == ["complete", "complete"]
+        assert not has_step(st, "next")
+        await inst.resume()
+        st = await wait_status(inst, "complete", "errored")
+    assert st.output == ["held 1", "held 2", "next"]
