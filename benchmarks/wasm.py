@@ -95,10 +95,11 @@ def raw_store(backend: WasmBackend) -> wasmtime.Store:
     return store
 
 
-def raw_first_run(backend: WasmBackend, code: str, request: str) -> tuple[float, float, Any]:
-    """(instantiate seconds, instance-to-first-run seconds, the live store)."""
+def raw_first_run(backend: WasmBackend, code: str, request: str) -> tuple[float, float, float, Any]:
+    """(instantiate s, instance-to-first-run s, its CPU s in this thread, the live store)."""
     linker, component = backend._linker, backend._component
     assert linker is not None and component is not None
+    c0 = time.thread_time()
     t0 = time.perf_counter()
     store = raw_store(backend)
     instance = linker.instantiate(store, component)
@@ -108,8 +109,9 @@ def raw_first_run(backend: WasmBackend, code: str, request: str) -> tuple[float,
     result = run(store, code, request)
     run.post_return(store)
     t2 = time.perf_counter()
+    cpu = time.thread_time() - c0
     assert orjson.loads(result)["outcome"] == "return", result
-    return t1 - t0, t2 - t0, store
+    return t1 - t0, t2 - t0, cpu, store
 
 
 async def main(quick: bool) -> None:
@@ -125,13 +127,14 @@ async def main(quick: bool) -> None:
          "journal": {}, "step_limit": 10_000}
     ).decode()  # fmt: skip
 
-    instantiate, first_run = [], []
+    instantiate, first_run, first_run_cpu = [], [], []
     with progress("instantiate + first run()", rounds) as advance:
         for _ in range(rounds):
-            a, b, store = raw_first_run(backend, code, request)
+            a, b, cpu, store = raw_first_run(backend, code, request)
             store.close()
             instantiate.append(a * 1e3)
             first_run.append(b * 1e3)
+            first_run_cpu.append(cpu * 1e3)
             advance(1)
 
     limits = IsolateLimits(memory_mb=128)
@@ -159,6 +162,8 @@ async def main(quick: bool) -> None:
 
     wasm_steps: list[float] = []
     local_steps: list[float] = []
+    wasm_step_cpu: list[float] = []
+    local_step_cpu: list[float] = []
     isolate = await backend.new_isolate(limits)
     await isolate.load(CodeBundle("main", {"main": STEPS}, "v", limits=limits))
     namespace: dict[str, Any] = {}
@@ -167,10 +172,15 @@ async def main(quick: bool) -> None:
     batches = 5 if quick else 10
     with progress("new-step overhead (wasm, in-process)", batches) as advance:
         for _ in range(batches):
+            c0 = time.process_time()  # every thread: guest, glue, hand-off, host ops
             result = await isolate.run_workflow("W", event, MinimalOps(), {}, step_limit=10**6)
+            wasm_step_cpu.append((time.process_time() - c0) / steps * 1e6)
             wasm_steps += [t * 1e6 for t in result.value]
             step = WorkflowStep(MinimalOps(), {}, step_limit=10**6)
-            local_steps += [t * 1e6 for t in await namespace["W"](None, None).run(event, step)]
+            c0 = time.process_time()
+            local = await namespace["W"](None, None).run(event, step)
+            local_step_cpu.append((time.process_time() - c0) / steps * 1e6)
+            local_steps += [t * 1e6 for t in local]
             advance(1)
 
     per_instance_pss, per_instance_dirty = [], []
@@ -179,7 +189,7 @@ async def main(quick: bool) -> None:
     with progress("memory per live instance (batches of 10)", batches) as advance:
         for _ in range(batches):
             before = smaps()
-            batch = [raw_first_run(backend, code, request)[2] for _ in range(10)]
+            batch = [raw_first_run(backend, code, request)[3] for _ in range(10)]
             after = smaps()
             keep += batch
             per_instance_pss.append((after["Pss"] - before["Pss"]) / 10 / 2**20)
@@ -194,10 +204,13 @@ async def main(quick: bool) -> None:
     figures: dict[str, Any] = {
         "instantiate_ms": summarize(instantiate),
         "instance_to_first_run_ms": summarize(first_run),
+        "instance_to_first_run_cpu_ms": summarize(first_run_cpu),
         "cold_start_public_api_ms": summarize(cold),
         "etl_tenant_run_ms": summarize(tenant_runs),
         "new_step_us": summarize(wasm_steps),
         "new_step_inprocess_baseline_us": summarize(local_steps),
+        "new_step_cpu_us_per_run": summarize(wasm_step_cpu),
+        "new_step_inprocess_cpu_us_per_run": summarize(local_step_cpu),
         "new_step_ratio_to_inprocess": (
             summarize(wasm_steps)["median"] / summarize(local_steps)["median"]
         ),
@@ -213,6 +226,7 @@ async def main(quick: bool) -> None:
         [
             ("instantiate", figures["instantiate_ms"], "ms"),
             ("instance → first run()", figures["instance_to_first_run_ms"], "ms"),
+            ("  the same, CPU", figures["instance_to_first_run_cpu_ms"], "ms"),
             ("cold start (public API)", figures["cold_start_public_api_ms"], "ms"),
             ("tenants/etl run", figures["etl_tenant_run_ms"], "ms"),
         ],
@@ -222,6 +236,8 @@ async def main(quick: bool) -> None:
         [
             ("in-process", figures["new_step_inprocess_baseline_us"], "µs"),
             ("wasm", figures["new_step_us"], "µs"),
+            ("in-process, CPU", figures["new_step_inprocess_cpu_us_per_run"], "µs"),
+            ("wasm, CPU", figures["new_step_cpu_us_per_run"], "µs"),
         ],
         baseline="in-process",
     )
