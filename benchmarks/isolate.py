@@ -109,19 +109,34 @@ class Fresh:
         self.proc.wait()
 
 
-async def sample(
-    label: str, n: int, once: Callable[[], Awaitable[float]]
-) -> tuple[str, dict[str, Any], list[float]]:
-    times: list[float] = []
-    with progress(label, n) as advance:
-        for _ in range(n):
-            times.append(await once())
+Sample = tuple[str, dict[str, Any], list[float]]
+
+
+async def interleaved(
+    layer: str,
+    n: int,
+    n_fresh: int,
+    warm: Callable[[], Awaitable[float]],
+    fork: Callable[[], Awaitable[float]],
+    fresh: Callable[[], Awaitable[float]],
+) -> list[Sample]:
+    """Warm, fork and (every few rounds) fresh samples taken in turn, so the load of this
+    shared machine weighs on all three alike."""
+    times: dict[str, list[float]] = {"warm pool": [], "zygote fork": [], "fresh python -I -S": []}
+    every = max(1, n // max(1, n_fresh))
+    with progress(f"{layer}: warm pool / zygote fork / fresh", n + n_fresh) as advance:
+        for i in range(n):
+            times["warm pool"].append(await warm())
+            times["zygote fork"].append(await fork())
             advance(1)
-    return label, summarize(times), times
+            if i % every == 0 and len(times["fresh python -I -S"]) < n_fresh:
+                times["fresh python -I -S"].append(await fresh())
+                advance(1)
+    return [(f"{layer}: {name}", summarize(t), t) for name, t in times.items()]
 
 
-async def plain_figures(n: int, n_fresh: int) -> list[tuple[str, dict[str, Any], list[float]]]:
-    out = []
+async def plain_figures(n: int, n_fresh: int) -> list[Sample]:
+    fresh = Fresh(PLAIN_GUEST)
     async with SubprocessBackend(guest=PLAIN_GUEST, pool_size=2) as backend:
 
         async def from_source(warm: bool) -> float:
@@ -135,20 +150,17 @@ async def plain_figures(n: int, n_fresh: int) -> list[tuple[str, dict[str, Any],
             await child.aclose()
             return elapsed * 1e3
 
-        out.append(await sample("plain: warm pool", n, lambda: from_source(True)))
-        out.append(await sample("plain: zygote fork", n, lambda: from_source(False)))
-    fresh = Fresh(PLAIN_GUEST)
+        async def from_fresh() -> float:
+            t0 = time.perf_counter()
+            sock = fresh.start()
+            await _ping(sock)
+            elapsed = time.perf_counter() - t0
+            fresh.stop(sock)
+            return elapsed * 1e3
 
-    async def from_fresh() -> float:
-        t0 = time.perf_counter()
-        sock = fresh.start()
-        await _ping(sock)
-        elapsed = time.perf_counter() - t0
-        fresh.stop(sock)
-        return elapsed * 1e3
-
-    out.append(await sample("plain: fresh python -I -S", n_fresh, from_fresh))
-    return out
+        return await interleaved(
+            "plain", n, n_fresh, lambda: from_source(True), lambda: from_source(False), from_fresh
+        )
 
 
 # -- the RPC layer -----------------------------------------------------------------------------
@@ -158,8 +170,8 @@ async def _first_fetch(isolate: ChannelIsolate) -> None:
     assert response.status == 200, response
 
 
-async def rpc_figures(n: int, n_fresh: int) -> list[tuple[str, dict[str, Any], list[float]]]:
-    out = []
+async def rpc_figures(n: int, n_fresh: int) -> list[Sample]:
+    fresh = Fresh(DEFAULT_GUEST)
     spawner = SubprocessBackend(guest=DEFAULT_GUEST, pool_size=2)
     await spawner.start()
     backend = ConfinedSubprocessBackend(spawner)
@@ -182,24 +194,21 @@ async def rpc_figures(n: int, n_fresh: int) -> list[tuple[str, dict[str, Any], l
             await isolate.close()
             return elapsed * 1e3
 
-        out.append(await sample("rpc: warm pool", n, lambda: from_source(True)))
-        out.append(await sample("rpc: zygote fork", n, lambda: from_source(False)))
+        async def from_fresh() -> float:
+            t0 = time.perf_counter()
+            sock = fresh.start()
+            isolate = await ChannelIsolate.connect(sock, LIMITS, backend="subprocess")
+            await _first_fetch(isolate)
+            elapsed = time.perf_counter() - t0
+            await isolate.close()
+            fresh.stop(sock)
+            return elapsed * 1e3
+
+        return await interleaved(
+            "rpc", n, n_fresh, lambda: from_source(True), lambda: from_source(False), from_fresh
+        )
     finally:
         await backend.aclose()
-    fresh = Fresh(DEFAULT_GUEST)
-
-    async def from_fresh() -> float:
-        t0 = time.perf_counter()
-        sock = fresh.start()
-        isolate = await ChannelIsolate.connect(sock, LIMITS, backend="subprocess")
-        await _first_fetch(isolate)
-        elapsed = time.perf_counter() - t0
-        await isolate.close()
-        fresh.stop(sock)
-        return elapsed * 1e3
-
-    out.append(await sample("rpc: fresh python -I -S", n_fresh, from_fresh))
-    return out
 
 
 # -- memory ------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import pytest
 
 from dynamic_workflows.sandbox import _audit
 
+pytestmark = pytest.mark.timeout(900)  # a hang guard: each module fixture runs a battery
+
 ATTACKS = {a.name: a for a in _audit.ATTACKS}
 CHANNEL = {a.name: a for a in _audit.CHANNEL_ATTACKS}
 
