@@ -3,7 +3,8 @@
 One wasmtime ``Engine`` per backend, one compiled runner, one linker whose single host
 function (``dynwf:runner/host.call``) serves every run. A run executes in a worker thread
 (wasm releases the GIL); its host calls find their run through a thread-local and reach the
-asyncio loop with ``run_coroutine_threadsafe(...).result(timeout)``.
+asyncio loop through a small hand-off (a Task there, a lock the worker waits on with a
+timeout: ``run_coroutine_threadsafe(...).result(timeout)`` at half the cost).
 
 Limits, per store: linear memory through ``set_limits`` (always set); CPU through an epoch
 deadline (a ticker thread per engine bumps the epoch every ``tick`` seconds), counted as time
@@ -88,7 +89,8 @@ _isolate_ids = itertools.count(1)
 
 
 class _Abort(Exception):
-    """Raised from the host function to trap the guest (wall time, cancellation)."""
+    """Unwinds a host call that must not be answered (wall time, cancellation); the guest is
+    then stopped by a zero epoch deadline."""
 
 
 @dataclasses.dataclass
@@ -356,7 +358,6 @@ class WasmBackend:
             store.set_limits(memory_size=memory)
             store.set_epoch_deadline(run.deadline_ticks())
             _local.run = run
-            _local.store = store
             run.resumed = time.monotonic()
             try:
                 instance = self._linker.instantiate(store, self._component)
@@ -371,7 +372,6 @@ class WasmBackend:
             return result
         finally:
             _local.run = None
-            _local.store = None
             store.close()
 
     def _result(self, run: _Run, raw: str | Exception) -> dict[str, Any]:
