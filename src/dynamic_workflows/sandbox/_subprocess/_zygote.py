@@ -51,6 +51,7 @@ class _Warm:
 class Zygote:
     def __init__(self, ctl: socket.socket, config: dict[str, Any]) -> None:
         self.ctl = ctl
+        self.pid = os.getpid()
         self.guest = str(config["guest"])
         self.pool_size = int(config["pool_size"])
         self.pool_limits: dict[str, Any] = dict(config["pool_limits"])
@@ -94,7 +95,11 @@ class Zygote:
         gc.freeze()
         if pidns:
             _linux.unshare(_linux.CLONE_NEWPID)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        finally:
+            if pidns and os.getpid() == self.pid:  # back to our own pid ns for what follows
+                _linux.setns(self.prep.own_pidns, _linux.CLONE_NEWPID)
         if pid == 0:  # the child: never returns
             try:
                 signal.set_wakeup_fd(-1)
@@ -112,8 +117,6 @@ class Zygote:
                 finally:
                     os._exit(_child.EXIT_CONFINE)
             _child.run_guest(self.guest, _confine.CHANNEL_FD)
-        if pidns:
-            _linux.setns(self.prep.own_pidns, _linux.CLONE_NEWPID)
         child_end.close()
         pidfd = os.pidfd_open(pid)
         host_end.setblocking(False)
