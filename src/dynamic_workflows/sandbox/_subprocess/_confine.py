@@ -100,7 +100,6 @@ class Prepared:
     ruleset_fd: int = -1
     seccomp_no_processes: _linux.SeccompFilter | None = None
     seccomp_processes: _linux.SeccompFilter | None = None
-    last_cap: int = 40
     devnull: int = -1
     own_pidns: int = -1
     failures: dict[str, str] = field(default_factory=dict)
@@ -157,7 +156,11 @@ def prepare(enabled: Iterable[str], read_only: Iterable[str]) -> Prepared:
             on.discard("seccomp")
             prep.failures["seccomp"] = "no syscall table for this architecture"
     if "caps" in on:
-        prep.last_cap = _linux.cap_last_cap()
+        try:
+            _linux.drop_bounding_set(_linux.cap_last_cap())
+        except OSError as exc:
+            on.discard("caps")
+            prep.failures["caps"] = str(exc)
     if "pidns" in on:
         prep.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     prep.enabled = frozenset(on)
@@ -189,7 +192,7 @@ def confine_self(
         ("rlimits", lambda: apply_rlimits(rlimits if rlimits is not None else {"core": (0, 0)})),
         ("env", os.environ.clear),
         ("no_new_privs", _linux.no_new_privs),
-        ("caps", lambda: _linux.drop_capabilities(prep.last_cap)),
+        ("caps", _linux.drop_capabilities),
         ("caps", lambda: _linux.prctl(_linux.PR_SET_DUMPABLE, 0)),
         ("landlock", lambda: _linux.landlock_restrict_self(prep.ruleset_fd)),
         ("seccomp", lambda: filt.install() if filt is not None else None),
@@ -228,6 +231,9 @@ def verify(enabled: frozenset[str]) -> dict[str, Any]:
         libc = ctypes.CDLL(None)
         got = libc.prctl(_linux.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
         out["no_new_privs"] = True if got == 1 else f"prctl says {got}"
+    if "caps" in enabled:
+        caps = _linux.effective_capabilities()
+        out["caps"] = True if caps == 0 else f"effective capabilities {caps:#x}"
     if "env" in enabled:
         out["env"] = True if not os.environ else f"{len(os.environ)} variables"
     return out

@@ -118,16 +118,30 @@ def cap_last_cap() -> int:
         return 40
 
 
-def drop_capabilities(last_cap: int) -> None:
-    """Empty the bounding, ambient, effective, permitted and inheritable sets: uid 0 inside
-    an isolate is then an ordinary owner of root's files and nothing more."""
+def drop_bounding_set(last_cap: int) -> None:
+    """Empty the bounding set (once, in the zygote: it only limits what an execve could
+    gain, so the zygote keeps its own effective capabilities and children inherit the
+    empty set for free)."""
     for cap in range(last_cap + 1):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() != errno.EINVAL:
             _check(-1, "prctl(CAPBSET_DROP)")
+
+
+def drop_capabilities() -> None:
+    """Empty the ambient, effective, permitted and inheritable sets: uid 0 inside an
+    isolate is then an ordinary owner of root's files and nothing more."""
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     _check(_libc.syscall(_nr("capset"), ctypes.byref(header), ctypes.byref(data)), "capset")
+
+
+def effective_capabilities() -> int:
+    """This process's effective capability set (capget), as one bit mask."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.syscall(125, ctypes.byref(header), ctypes.byref(data)), "capget")
+    return int(data[0].effective) | int(data[1].effective) << 32
 
 
 # ---------------------------------------------------------------- Landlock

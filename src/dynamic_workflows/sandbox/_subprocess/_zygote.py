@@ -64,6 +64,9 @@ class Zygote:
                 except OSError as exc:
                     enabled.discard(name)
                     self.failures[name] = str(exc)
+        if "netns" in enabled and (interfaces := _interfaces()) != ["lo"]:
+            enabled.discard("netns")
+            self.failures["netns"] = f"the new network namespace has {interfaces}"
         if "pidns" in enabled:
             own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -287,6 +290,12 @@ class Zygote:
                     self.reap()
                 else:
                     self._warm_event(pid)
+
+
+def _interfaces() -> list[str]:
+    """Network interfaces of our network namespace (an empty one has only ``lo``)."""
+    with open("/proc/self/net/dev") as f:
+        return sorted(line.split(":")[0].strip() for line in f if ":" in line)
 
 
 def warm_up(guest: Any) -> None:
