@@ -95,6 +95,14 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def _rebuild(frame: Error) -> WorkflowError:
+    """The peer's error as an exception: ours by name (the rpc layer's own included),
+    anything else a ``RemoteError`` keeping the name."""
+    if frame.name == "CapabilityError":
+        return CapabilityError(frame.message)
+    return error_from_dict({"name": frame.name, "message": frame.message}, limit=frame.limit)
+
+
 class Connection(asyncio.Protocol):
     """Both directions of one channel.
 
@@ -352,8 +360,7 @@ class Connection(asyncio.Protocol):
         elif isinstance(frame, Error):
             future = self._pending.pop(frame.id, None)
             if future is not None and not future.done():
-                error = {"name": frame.name, "message": frame.message}
-                future.set_exception(error_from_dict(error, limit=frame.limit))
+                future.set_exception(_rebuild(frame))
         elif isinstance(frame, Cancel):
             task = self._handling.pop(frame.id, None)
             if task is not None:
