@@ -11,13 +11,19 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ("engine", "isolate", "wasm", "dispatch", "throughput", "memory", "peer")
-"""Every benchmark, cheapest first; each writes ``results/<name>.json``."""
+ORDER = ("engine", "rpc", "isolate", "wasm", "dispatch", "throughput", "memory", "peer")
+"""The known benchmarks, cheapest first; each writes ``results/<name>.json``. Any other
+script in this directory (not ``_private`` and not ``plots``) runs after them."""
+NOT_BENCHMARKS = {"plots"}
 
 
 def available() -> list[str]:
-    present = {p.stem for p in HERE.glob("*.py")}
-    return [name for name in ORDER if name in present]
+    present = {
+        p.stem
+        for p in HERE.glob("*.py")
+        if not p.stem.startswith("_") and p.stem not in NOT_BENCHMARKS
+    }
+    return [name for name in ORDER if name in present] + sorted(present - set(ORDER))
 
 
 def main(argv: list[str] | None = None) -> int:
