@@ -15,7 +15,6 @@ a durable timer (or an event) replays it later. Results are the same either way 
 from __future__ import annotations
 
 import asyncio
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +37,7 @@ from ..sdk import (
     output_not_serialisable,
     step_key,
 )
+from ..sdk._step import calling_step
 from ..sdk._types import to_datetime
 from ._clock import TimerHandle
 from ._json import NotPlainJSON, check_plain, dumps
@@ -71,7 +71,6 @@ LOST_ATTEMPT = {
 MAX_CONSECUTIVE_INTERRUPTS = 3
 HIBERNATE_HOPS = 3  # loop turns with every branch waiting before hibernating (in-process)
 REMOTE_GRACE = 0.05  # seconds, when the run's ops come over a channel (an isolate)
-_CURRENT: ContextVar[Execution | None] = ContextVar("dynwf_execution", default=None)
 StopReason = Literal[
     "hibernate", "pause", "replay", "fatal", "terminate", "restart", "delete", "shutdown"
 ]
@@ -174,7 +173,8 @@ class Execution:
 
     def _enter(self) -> None:
         self.busy += 1
-        if _CURRENT.get() is not self:
+        caller = calling_step()
+        if caller is None or caller.ops is not self:
             self.remote = True  # ops arrive over a channel: give sibling ops time to arrive
 
     def _exit(self) -> None:
@@ -844,7 +844,6 @@ class Execution:
         )
         how: str
         value: Any = None
-        _CURRENT.set(self)  # this task's own context: ops from its tree are in-process
         try:
             instance = workflow.cls(ctx, workflow.env)
             value = await instance.run(event, step)

@@ -12,6 +12,7 @@ import asyncio
 import copy
 import inspect
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,15 @@ DEFAULT_STEP_LIMIT = 10_000
 DYNAMIC_DELAY_TIMEOUT = 5.0
 _RETRY_KEYS = {"limit", "delay", "backoff"}
 _BACKOFFS = {"constant", "linear", "exponential"}
+
+
+_CALLER: ContextVar[WorkflowStep | None] = ContextVar("dynwf_step_caller", default=None)
+
+
+def calling_step() -> WorkflowStep | None:
+    """The step whose op call is in progress here, if any. A host uses it to tell ops called
+    by a step in its own process from ops that arrive over a channel (an isolate)."""
+    return _CALLER.get()
 
 
 class StopExecution(BaseException):
@@ -160,6 +170,14 @@ class WorkflowStep:
         self._do_calls = 0
         self._hits: list[str] = []
 
+    async def _ask(self, request: Awaitable[Decision]) -> Decision:
+        """Await an op with this step marked as the caller (see :func:`calling_step`)."""
+        token = _CALLER.set(self)
+        try:
+            return await request
+        finally:
+            _CALLER.reset(token)
+
     def hits(self) -> list[str]:
         """Journal keys answered locally in this execution (for divergence checks, S36)."""
         return list(self._hits)
@@ -219,14 +237,14 @@ class WorkflowStep:
             if "error" in entry:
                 raise error_from_dict(dict(entry["error"]))
             return decode_value(entry.get("value"))
-        decision = await self.ops.do_begin(name, count, wire_config)
+        decision = await self._ask(self.ops.do_begin(name, count, wire_config))
         with_ctx = _takes_argument(callback)
         while decision.get("action") == "attempt":
             attempt = int(decision.get("attempt", 1))
             config = dict(decision.get("config") or {})
             ctx = StepContext(StepInfo(name, count), attempt, copy.deepcopy(config))
             outcome = await self._attempt(callback, with_ctx, ctx, decision, delay_fn)
-            decision = await self.ops.do_end(name, count, attempt, outcome)
+            decision = await self._ask(self.ops.do_end(name, count, attempt, outcome))
         return self._settle(decision)
 
     async def _attempt(
@@ -316,7 +334,7 @@ class WorkflowStep:
         count = self._next(name)
         if self._hit(step_key(name, count), "sleep") is not None:
             return
-        self._settle(await self.ops.sleep(name, count, seconds, None))
+        self._settle(await self._ask(self.ops.sleep(name, count, seconds, None)))
 
     async def sleep_until(self, name: str, when: datetime | float | int) -> None:
         """Sleep until an aware ``datetime`` or epoch seconds (S19)."""
@@ -333,7 +351,7 @@ class WorkflowStep:
         count = self._next(name)
         if self._hit(step_key(name, count), "sleep") is not None:
             return
-        self._settle(await self.ops.sleep(name, count, None, until))
+        self._settle(await self._ask(self.ops.sleep(name, count, None, until)))
 
     async def wait_for_event(
         self, name: str, *, type: str, timeout: object = "24 hours"
@@ -353,7 +371,8 @@ class WorkflowStep:
             if "error" in entry:
                 raise error_from_dict(dict(entry["error"]))
             return _step_event(decode_value(entry.get("value")))
-        return _step_event(self._settle(await self.ops.wait_for_event(name, count, type, seconds)))
+        decision = await self._ask(self.ops.wait_for_event(name, count, type, seconds))
+        return _step_event(self._settle(decision))
 
 
 def _error_dict(error: BaseException) -> ErrorDict:
