@@ -102,6 +102,16 @@ class Ok(WorkflowEntrypoint):
         return await step.do("ok", lambda: "fine")
 
 
+class Disarmed(WorkflowEntrypoint):
+    async def run(self, event, step):
+        def disarm_then_spin():
+            signal.setitimer(signal.ITIMER_PROF, 0)  # defeat the guest's own CPU budget
+            signal.signal(signal.SIGPROF, signal.SIG_IGN)
+            spin()
+
+        return await step.do("spin", disarm_then_spin)
+
+
 class Api(WorkerEntrypoint):
     def hog(self):
         return len(bytearray(8 << 30))
@@ -265,3 +275,13 @@ async def test_limits_keep_their_name_across_the_channel(confined: IsolateBacken
     with pytest.raises(IsolateLimitError) as info:
         await isolate.call("Api", "hog", [])
     assert info.value.limit == "memory"
+
+
+async def test_a_disarmed_cpu_budget_is_caught_by_the_host(confined: IsolateBackend) -> None:
+    isolate = await start(confined, IsolateLimits(cpu_seconds=0.3))
+    bystander = await start(confined, IsolateLimits())
+    with pytest.raises(IsolateLost) as info:
+        await run(isolate, "Disarmed")
+    assert isinstance(info.value.error, IsolateLimitError)
+    assert info.value.error.limit == "cpu"
+    assert (await run(bystander, "Ok")).value == "fine"

@@ -9,7 +9,8 @@ enforces from the host what the guest cannot enforce on itself:
   step ops does not count), and
 - a step attempt's ``timeout`` plus a grace period: a synchronous callback blocks the guest's
   loop, so the guest cannot time itself out; the host kills the isolate (S17: the callback
-  is really stopped).
+  is really stopped);
+- a CPU backstop per attempt (subprocess), should tenant code disarm the guest's own budget.
 
 Either kills the isolate; the call that caused it gets ``IsolateLost`` with the matching
 error, every other call in flight ``IsolateLost(WorkflowInternalError)``.
@@ -54,6 +55,9 @@ from ._limits import IsolateLimits
 
 STEP_GRACE = 2.0
 """Seconds past a step's timeout before the host kills a guest that has not reported."""
+CPU_CHECK = 0.5
+"""Seconds between two looks at the process's CPU time while an attempt runs."""
+CPU_SLACK = 1.0
 EXIT_WAIT = 5.0
 _ids = itertools.count(1)
 
@@ -117,16 +121,33 @@ def _convert(value: Any, kind: Any, what: str) -> Any:
 
 
 class _Watch:
-    """Deadlines of one call: its wall budget (paused while the host works on a step op)
-    and the timeouts of the step attempts it is running."""
+    """Deadlines of one call: its wall budget (paused while the host works on a step op),
+    the timeouts of the step attempts it is running and, when the process can be asked for
+    its CPU time, a CPU backstop per attempt.
 
-    def __init__(self, wall_seconds: float, grace: float) -> None:
+    The backstop catches a guest whose own CPU budget was defeated (tenant code that
+    disarmed SIGPROF): an attempt during which the whole isolate burnt more than twice the
+    budget plus a second is over its limit. Generous on purpose: concurrent attempts share
+    the process's CPU time, and the guest's own budget normally fires long before.
+    """
+
+    def __init__(
+        self,
+        wall_seconds: float,
+        grace: float,
+        *,
+        cpu_seconds: float | None = None,
+        cpu_probe: Callable[[], float] | None = None,
+    ) -> None:
         self.wall_seconds = wall_seconds
         self.grace = grace
+        self.cpu_limit = None if cpu_seconds is None else 2 * cpu_seconds + CPU_SLACK
+        self.cpu_probe = cpu_probe if cpu_seconds is not None else None
         self._used = 0.0
         self._since: float | None = time.monotonic()
         self._host_ops = 0
         self.attempts: dict[tuple[str, int, int], tuple[float, float]] = {}
+        self._cpu_at_start: dict[tuple[str, int, int], float] = {}
         self.changed = asyncio.Event()
 
     def host_op_started(self) -> None:
@@ -147,6 +168,26 @@ class _Watch:
 
     def attempt_ended(self, key: tuple[str, int, int]) -> None:
         self.attempts.pop(key, None)
+        self._cpu_at_start.pop(key, None)
+
+    def attempt_running(self, key: tuple[str, int, int]) -> None:
+        """An attempt with no timeout still gets the CPU backstop."""
+        if self.cpu_probe is not None and key not in self.attempts:
+            self.attempts[key] = (float("inf"), 0.0)  # seen at the next periodic check
+
+    def _over_cpu(self) -> bool:
+        if self.cpu_probe is None or self.cpu_limit is None or not self.attempts:
+            return False
+        try:
+            now = self.cpu_probe()
+        except Exception:
+            return False
+        for key in self.attempts:
+            # Taken at the first check, not at the start: no cost on the step's path.
+            start = self._cpu_at_start.setdefault(key, now)
+            if now - start > self.cpu_limit:
+                return True
+        return False
 
     def verdict(self) -> tuple[WorkflowError, str] | None:
         """The error to kill with when a deadline has passed."""
@@ -158,12 +199,16 @@ class _Watch:
             if now >= deadline:
                 message = f"Execution timed out after {round(timeout * 1000)}ms"
                 return WorkflowTimeoutError(message), "timeout"
+        if self._over_cpu():
+            return IsolateLimitError("cpu"), "cpu"
         return None
 
     def next_check(self) -> float | None:
         """Seconds until the earliest deadline, or None while only the host is working."""
         now = time.monotonic()
         waits = [deadline - now for deadline, _ in self.attempts.values()]
+        if self.cpu_probe is not None:
+            waits.append(CPU_CHECK)
         if self._since is not None:
             waits.append(self.wall_seconds - self._used - (now - self._since))
         return max(0.0, min(waits)) if waits else None
@@ -200,9 +245,11 @@ class _StepOpsCapability:
     def _noted(self, name: str, count: int, decision: Decision) -> Decision:
         if isinstance(decision, dict) and decision.get("action") == "attempt":
             timeout = decision.get("timeout")
+            key = (name, count, int(decision.get("attempt", 1)))
             if timeout is not None:
-                attempt = int(decision.get("attempt", 1))
-                self._watch.attempt_started((name, count, attempt), float(timeout))
+                self._watch.attempt_started(key, float(timeout))
+            else:
+                self._watch.attempt_running(key)
         return decision
 
     async def do_begin(self, name: Any, count: Any, config: Any) -> Decision:
@@ -435,7 +482,13 @@ class ChannelIsolate:
     # -- enforcement ---------------------------------------------------------------------
 
     def _watch(self) -> _Watch:
-        return _Watch(self.limits.wall_seconds, self.step_grace)
+        probe = getattr(self._process, "cpu_seconds", None)
+        return _Watch(
+            self.limits.wall_seconds,
+            self.step_grace,
+            cpu_seconds=self.limits.cpu_seconds if callable(probe) else None,
+            cpu_probe=probe if callable(probe) else None,
+        )
 
     async def _guarded(self, method: str, args: list[Any], watch: _Watch) -> Any:
         """Call the guest's ``method`` under ``watch``; a death becomes ``IsolateLost``."""
@@ -478,7 +531,7 @@ class ChannelIsolate:
             self._conn.close(f"killed by the host: {reason}")
         if self._process is not None:
             with contextlib.suppress(Exception):
-                await self._process.kill("wall" if reason == "wall" else None)
+                await self._process.kill(reason if reason in ("wall", "cpu") else None)
 
     async def _cause(self, watch: _Watch) -> WorkflowError:
         """Why the channel closed, as the call under ``watch`` should see it."""
