@@ -477,3 +477,23 @@ async def test_broken_tenant_code_is_a_clear_error(isolates: IsolateBackend) -> 
         await (await isolates.new_isolate()).load(
             CodeBundle("index.py", {"index.py": "", "../x.py": ""}, "v1")
         )
+
+
+async def test_circular_and_nested_tenant_imports(isolates: IsolateBackend) -> None:
+    made = await isolates.new_isolate()
+    modules = {
+        "index.py": (
+            "from dynamic_workflows.sdk import WorkerEntrypoint\n"
+            "import a\nfrom lib import *\nfrom lib.sub import deep\nimport lib.sub as ls\n"
+            "class Api(WorkerEntrypoint):\n"
+            "    async def probe(self):\n"
+            "        return [a.f(), star, deep, ls.s2]\n"
+        ),
+        "a.py": "import b\ndef f():\n    return b.g()\n",
+        "b.py": "import a\ndef g():\n    return 'b'\n",
+        "lib/__init__.py": "star = 1\n__all__ = ['star']\n",
+        "lib/sub/__init__.py": "from .inner import deep\nfrom .. import star as s2\n",
+        "lib/sub/inner.py": "deep = 2\n",
+    }
+    await made.load(CodeBundle("index.py", modules, "v1"))
+    assert await made.call("Api", "probe", []) == ["b", 1, 2, 1]
