@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import pickle
 import socket
@@ -426,3 +427,26 @@ def test_fuzz_the_connection_never_crashes(chunks: list[bytes]) -> None:
         assert transport.closed
 
     asyncio.run(scenario())
+
+
+MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="clean")
+
+
+class Peek(Capability):
+    __rpc_methods__ = frozenset({"peek"})
+
+    def peek(self) -> str:
+        return MARK.get()
+
+
+async def test_handlers_do_not_inherit_the_openers_context() -> None:
+    a, b = socket.socketpair()
+    token = MARK.set("the opener's")
+    try:
+        host = await Connection.open(a, root=Peek())
+    finally:
+        MARK.reset(token)
+    guest = await Connection.open(b, accept_caps=True)
+    assert await guest.remote().peek() == "clean"
+    host.close()
+    guest.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import socket
 import threading
@@ -382,7 +383,11 @@ class Connection(asyncio.Protocol):
         except CapabilityError as error:
             self._answer_error(frame.id, error)
             return
-        task = asyncio.get_running_loop().create_task(self._serve(frame.id, fn, args, kwargs))
+        # A fresh context: a handler must not inherit the context variables of whoever
+        # opened the connection (an engine's, a run's), only what it sets itself.
+        task = asyncio.get_running_loop().create_task(
+            self._serve(frame.id, fn, args, kwargs), context=contextvars.Context()
+        )
         self._handling[frame.id] = task
 
     async def _serve(
