@@ -116,6 +116,11 @@ class Api(WorkerEntrypoint):
 
     def shout(self, text):
         return text.upper()
+
+    def leave(self):
+        import sys
+
+        sys.exit(3)
 """
 
 MODULES = {
@@ -342,6 +347,9 @@ async def test_fetch_and_named_calls(isolate: Isolate) -> None:
     assert (api.status, api.body) == (201, b"api:/x")
     assert await isolate.call("Api", "add", [2, 3]) == 5
     assert await isolate.call("Api", "shout", ["hi"]) == "HI"
+    with pytest.raises(WorkflowError) as exited:
+        await isolate.call("Api", "leave", [])  # sys.exit() is the tenant's error
+    assert exited.value.name == "SystemExit"
     for method in ("_private", "__init__", "run"):
         with pytest.raises(WorkflowError):
             await isolate.call("Api", method, [])

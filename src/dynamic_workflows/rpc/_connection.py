@@ -400,7 +400,7 @@ class Connection(asyncio.Protocol):
         except asyncio.CancelledError:
             self._handling.pop(call_id, None)
             return  # the peer withdrew the call, or the channel closed: nobody waits
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # sys.exit() in tenant code is its error
             self._handling.pop(call_id, None)
             self._answer_error(call_id, error)
             return

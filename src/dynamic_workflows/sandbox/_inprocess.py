@@ -25,10 +25,13 @@ CONFINEMENT = {"confined": False, "backend": "inprocess"}
 
 
 def _guest_thread(sock: socket.socket) -> None:
-    with contextlib.suppress(Exception):
+    try:
         asyncio.run(serve_socket(sock, owns_process=False))
-    with contextlib.suppress(OSError):
-        sock.close()
+    except BaseException:  # the thread ends either way; the host sees the channel close
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
 
 
 class InProcessBackend:
