@@ -25,7 +25,7 @@ from dynamic_workflows.loader import WorkerCode, WorkerLoader
 from dynamic_workflows.runtime import Workflows
 from dynamic_workflows.sdk import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 
-_TENANT_IMPORTS = {"dynamic_workflows", "__future__"} | set(sys.stdlib_module_names)
+_STDLIB = {"__future__"} | set(sys.stdlib_module_names)
 
 
 def tenant_source(cls: type) -> str:
@@ -70,9 +70,18 @@ def tenant_source(cls: type) -> str:
 
 
 def _tenant_import(node: ast.Import | ast.ImportFrom) -> bool:
-    if isinstance(node, ast.ImportFrom):
-        return node.level == 0 and (node.module or "").split(".")[0] in _TENANT_IMPORTS
-    return all(a.name.split(".")[0] in _TENANT_IMPORTS for a in node.names)
+    """The sdk and the standard library: what a tenant module may import."""
+    names = (
+        [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+    )
+    if isinstance(node, ast.ImportFrom) and node.level:
+        return False
+    return all(
+        n.split(".")[0] in _STDLIB
+        or n == "dynamic_workflows.sdk"
+        or n.startswith("dynamic_workflows.sdk.")
+        for n in names
+    )
 
 
 def _uses_only(nodes: list[ast.AST], known: set[str]) -> bool:
