@@ -154,6 +154,14 @@ class Dispatcher:
         ]
         return await (await self.engine.instance(listed.uid)).status()
 
+    async def hibernated(self, tenant: str, instance_id: str) -> None:
+        """Wait until the instance's run has left its isolate (the engine logged it)."""
+        assert self.engine is not None
+        uid = (await self.wait(tenant, instance_id, "waiting")).uid
+        with anyio.fail_after(60):
+            while not any(r["kind"] == "hibernated" for r in await self.engine.history(uid)):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+
     async def wait(self, tenant: str, instance_id: str, *statuses: str) -> InstanceStatus:
         assert self.engine is not None
         (listed,) = [
@@ -165,11 +173,13 @@ class Dispatcher:
             return await (await self.engine.instance(listed.uid)).wait_for_status(*statuses)
 
 
-BACKENDS: list[BackendName] = ["inprocess", "subprocess"]
+BACKENDS = ["inprocess", "subprocess", pytest.param("wasm", marks=pytest.mark.wasm)]
 
 
 @pytest.fixture(params=BACKENDS)
 def dispatcher(request: pytest.FixtureRequest, tmp_path: Path) -> Dispatcher:
+    if request.param == "wasm":
+        request.getfixturevalue("wasm_runner")  # built once per session
     d = Dispatcher(tmp_path, request.param, ManualClock(start=1_700_000_000.0))
     d.sources = {
         "alpha": {"index.py": ALPHA},
@@ -219,8 +229,8 @@ async def test_sleep_survives_eviction_and_dispatcher_restart(dispatcher: Dispat
     async with dispatcher.running() as d:
         _, a = await d.post("alpha", "/", {"name": "Grace"})
         _, g = await d.post("gamma", "/", {})
-        await d.wait("alpha", a["id"], "waiting")
-        await d.wait("gamma", g["id"], "waiting")
+        await d.hibernated("alpha", a["id"])
+        await d.hibernated("gamma", g["id"])
         assert d.loader is not None
         await d.loader.evict()  # every isolate goes away while the instances sleep
         assert d.loader.isolates() == []
