@@ -505,3 +505,36 @@ async def test_circular_and_nested_tenant_imports(isolates: IsolateBackend) -> N
     }
     await made.load(CodeBundle("index.py", modules, "v1"))
     assert await made.call("Api", "probe", []) == ["b", 1, 2, 1]
+
+
+BIG = """
+from dynamic_workflows.sdk import WorkflowEntrypoint
+
+class Big(WorkflowEntrypoint):
+    async def run(self, event, step):
+        huge = await step.do("huge", lambda: "x" * (6 << 20))  # over the 4 MiB frame limit
+        return len(huge)
+"""
+
+
+async def test_large_journals_reach_the_guest_and_huge_outputs_fail_the_step(
+    isolates: IsolateBackend,
+) -> None:
+    made = await isolates.new_isolate()
+    await made.load(bundle())
+    journal: Any = {
+        "greet-1": {"kind": "do", "value": "g" * (3 << 20)},
+        "unused-1": {"kind": "do", "value": "u" * (3 << 20)},
+    }
+    result = await made.run_workflow("Greeter", event(), ScriptedOps(), journal, step_limit=10)
+    assert result.outcome == "return"
+    assert len(result.value["greeting"]) == 3 << 20  # a 6 MiB run frame, host to guest
+    big = await isolates.new_isolate()
+    await big.load(CodeBundle("index.py", {"index.py": BIG}, "v1"))
+    ops = ScriptedOps()
+    failed = await big.run_workflow("Big", event(), ops, {}, step_limit=10)
+    assert failed.error == {
+        "name": "WorkflowInternalError",
+        "message": "Step huge-1 output is too large. Maximum allowed size is 1MiB.",
+    }
+    assert big.alive  # the guest refused to send it; nothing oversized crossed

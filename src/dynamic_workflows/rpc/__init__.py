@@ -11,16 +11,16 @@ msgspec and orjson, so the guest runtime inside an isolate uses it too.
 
 from ._caps import Capability, ExportTable, Exposed, Exposure, Exposures, expose
 from ._connection import ROOT, Connection, LogHandler, RemoteMethod, RemoteObject
-from ._errors import CapabilityError, ChannelClosedError, ProtocolError
+from ._errors import CapabilityError, ChannelClosedError, FrameTooLargeError, ProtocolError
 from ._frames import (
     HEADER,
     MAX_DEPTH,
     MAX_FRAME,
+    MAX_TRUSTED_FRAME,
     Call,
     Cancel,
     Error,
     Frame,
-    FrameTooLargeError,
     Log,
     Release,
     Result,
@@ -32,6 +32,7 @@ __all__ = [
     "HEADER",
     "MAX_DEPTH",
     "MAX_FRAME",
+    "MAX_TRUSTED_FRAME",
     "ROOT",
     "Call",
     "Cancel",

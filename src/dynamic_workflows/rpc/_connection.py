@@ -27,7 +27,7 @@ from ..sdk import (
     error_to_dict,
 )
 from ._caps import ExportTable, Exposures, exposure_of, props_of
-from ._errors import CapabilityError, ChannelClosedError, ProtocolError
+from ._errors import CapabilityError, ChannelClosedError, FrameTooLargeError, ProtocolError
 from ._frames import (
     HEADER,
     MAX_DEPTH,
@@ -35,7 +35,6 @@ from ._frames import (
     Call,
     Cancel,
     Error,
-    FrameTooLargeError,
     Log,
     Release,
     Result,
@@ -109,8 +108,10 @@ class Connection(asyncio.Protocol):
 
     ``root`` is what the peer reaches as capability 0. ``accept_caps``: whether the peer may
     hand us capabilities (the guest accepts the host's; the host never accepts the guest's,
-    a frame that tries is a protocol violation). ``share_errors``: send any exception's name
-    and message (the guest: tenant errors belong to the tenant); when False only
+    a frame that tries is a protocol violation). ``max_frame`` bounds what we accept,
+    ``max_send`` (default: the same) what we send: the host accepts small frames from the
+    guest but may send it large ones (a long run's journal). ``share_errors``: send any
+    exception's name and message (the guest: tenant errors belong to the tenant); when False only
     ``WorkflowError``/``ValueError``/``TypeError``/``LookupError`` cross and anything else
     becomes a bare ``WorkflowInternalError`` (the host must not leak its internals).
     """
@@ -123,11 +124,13 @@ class Connection(asyncio.Protocol):
         accept_caps: bool = False,
         share_errors: bool = False,
         max_frame: int = MAX_FRAME,
+        max_send: int | None = None,
         max_depth: int = MAX_DEPTH,
         max_inflight: int = 1024,
         on_log: LogHandler | None = None,
     ) -> None:
         self.max_frame = max_frame
+        self.max_send = max_send if max_send is not None else max_frame
         self.max_depth = max_depth
         self.max_inflight = max_inflight
         self._exposures: Exposures = dict(exposures or {})
@@ -245,10 +248,10 @@ class Connection(asyncio.Protocol):
         self._frame_caps = []
         self._frame_seen = {}
         try:
-            data = encode_frame(message, max_frame=self.max_frame, default=self._default)
+            data = encode_frame(message, max_frame=self.max_send, default=self._default)
             if self._frame_caps:
                 message["caps"] = self._frame_caps
-                data = encode_frame(message, max_frame=self.max_frame, default=self._default)
+                data = encode_frame(message, max_frame=self.max_send, default=self._default)
         except BaseException:
             for cap_id in self._frame_caps:
                 self._exports.release(cap_id, 1)
@@ -307,7 +310,7 @@ class Connection(asyncio.Protocol):
         if self._loop is None or self.closed:
             return
         # Plain encoding: a log carries no capabilities, and this may run on another thread.
-        data = encode_frame(message, max_frame=self.max_frame)
+        data = encode_frame(message, max_frame=self.max_send)
         if threading.get_ident() == self._thread:
             self._write(data)
         else:

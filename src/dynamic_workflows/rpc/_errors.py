@@ -24,3 +24,12 @@ class ChannelClosedError(WorkflowInternalError):
 class CapabilityError(WorkflowError):
     """A call named a capability id that was never handed over or was revoked, or a method
     that the capability does not expose. Only that call fails."""
+
+
+class FrameTooLargeError(WorkflowInternalError):
+    """A message we were about to send exceeds the maximum frame size; nothing was sent."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the maximum frame size {limit}")

@@ -21,10 +21,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
-from ._errors import ProtocolError
+from ._errors import FrameTooLargeError, ProtocolError
 
 MAX_FRAME = 4 << 20
 """Default maximum body size in bytes."""
+MAX_TRUSTED_FRAME = 1 << 30
+"""What the guest accepts from the host (trusted): a long run's journal can be large."""
 MAX_DEPTH = 64
 """Default maximum nesting of lists and objects inside one message's values."""
 HEADER = struct.Struct(">I")
@@ -123,15 +125,6 @@ def decode_frame(body: bytes, *, max_depth: int = MAX_DEPTH) -> Frame:
         if not _depth_within(payload, max_depth + 1):
             raise ProtocolError(f"frame nests deeper than {max_depth} levels")
     return frame
-
-
-class FrameTooLargeError(ProtocolError):
-    """A message we were about to send exceeds the maximum frame size; nothing was sent."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(f"message of {size} bytes exceeds the maximum frame size {limit}")
 
 
 def _plain_default(obj: Any) -> Any:

@@ -32,6 +32,7 @@ import msgspec
 from ..rpc import (
     MAX_DEPTH,
     MAX_FRAME,
+    MAX_TRUSTED_FRAME,
     ChannelClosedError,
     Connection,
     Exposures,
@@ -373,6 +374,7 @@ class ChannelIsolate:
             accept_caps=False,
             share_errors=False,
             max_frame=max_frame,
+            max_send=MAX_TRUSTED_FRAME,
             max_depth=max_depth,
             on_log=isolate._on_log_frame,
         )
@@ -413,6 +415,7 @@ class ChannelIsolate:
             "version": code.version,
             "env": dict(code.env),
             "limits": code.limits.to_wire(),
+            "channel": {"max_frame": self.connection.max_frame},
             "pickled": {
                 name: binascii.b2a_base64(data, newline=False).decode("ascii")
                 for name, data in code.pickled_entrypoints.items()

@@ -12,7 +12,7 @@ import socket
 import sys
 from typing import Any
 
-from ...rpc import MAX_DEPTH, MAX_FRAME, Connection
+from ...rpc import MAX_DEPTH, MAX_FRAME, MAX_TRUSTED_FRAME, Connection
 from ._context import install_capture, install_cpu_budget
 from ._runtime import Guest
 
@@ -32,7 +32,8 @@ async def serve_socket(
         root=guest,
         accept_caps=True,
         share_errors=True,
-        max_frame=max_frame,
+        max_frame=MAX_TRUSTED_FRAME,  # from the host: trusted, and journals can be large
+        max_send=max_frame,  # to the host: its limit (told again with ``load``)
         max_depth=max_depth,
     )
     guest.conn = conn

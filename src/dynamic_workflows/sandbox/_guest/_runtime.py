@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ...rpc import Capability, Connection, RemoteObject
+from ...rpc import Capability, Connection, FrameTooLargeError, RemoteObject
 from ...sdk import (
     Decision,
     IsolateLimitError,
@@ -116,7 +116,16 @@ class RemoteOps:
             self._guest.retire("memory")
         elif error is not None:
             outcome = {**outcome, "error": _with_limit(error)}
-        decision: Decision = await self._ops.do_end(name, count, attempt, outcome)
+        try:
+            decision: Decision = await self._ops.do_end(name, count, attempt, outcome)
+        except FrameTooLargeError:
+            # Far over the 1 MiB step output limit (S10): report it as that failure.
+            message = f"Step {name}-{count} output is too large. Maximum allowed size is 1MiB."
+            too_large: Outcome = {
+                "error": {"name": "WorkflowInternalError", "message": message},
+                "retryable": False,
+            }
+            decision = await self._ops.do_end(name, count, attempt, too_large)
         if decision.get("action") == "attempt":
             current_budget.set(Budget(self._cpu_seconds))
         return decision
@@ -188,6 +197,9 @@ class Guest(Capability):
         """Import the tenant's modules and unpickle classes shipped by value."""
         if self._modules is not None:
             raise WorkflowError("this isolate already holds tenant code")
+        channel = dict(bundle.get("channel") or {})
+        if self.conn is not None and "max_frame" in channel:
+            self.conn.max_send = int(channel["max_frame"])
         limits = dict(bundle.get("limits") or {})
         self.cpu_seconds = float(limits.get("cpu_seconds", self.cpu_seconds))
         self.max_log_bytes = int(limits.get("max_log_bytes", self.max_log_bytes))
