@@ -24,7 +24,7 @@ import contextlib
 import itertools
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
 import msgspec
@@ -149,6 +149,7 @@ class _Watch:
         self._host_ops = 0
         self.attempts: dict[tuple[str, int, int], tuple[float, float]] = {}
         self._cpu_at_start: dict[tuple[str, int, int], float] = {}
+        self._planned = float("inf")
         self.changed = asyncio.Event()
 
     def host_op_started(self) -> None:
@@ -160,12 +161,19 @@ class _Watch:
     def host_op_ended(self) -> None:
         self._host_ops -= 1
         if self._host_ops == 0:
-            self._since = time.monotonic()
-        self.changed.set()
+            self._since = now = time.monotonic()
+            self._wake_by(now + self.wall_seconds - self._used)
 
     def attempt_started(self, key: tuple[str, int, int], timeout: float) -> None:
-        self.attempts[key] = (time.monotonic() + timeout + self.grace, timeout)
-        self.changed.set()
+        deadline = time.monotonic() + timeout + self.grace
+        self.attempts[key] = (deadline, timeout)
+        self._wake_by(deadline)
+
+    def _wake_by(self, deadline: float) -> None:
+        """Wake the watcher only when it plans to look later than ``deadline`` (most steps
+        then cost the watcher nothing)."""
+        if deadline < self._planned:
+            self.changed.set()
 
     def attempt_ended(self, key: tuple[str, int, int]) -> None:
         self.attempts.pop(key, None)
@@ -212,7 +220,12 @@ class _Watch:
             waits.append(CPU_CHECK)
         if self._since is not None:
             waits.append(self.wall_seconds - self._used - (now - self._since))
-        return max(0.0, min(waits)) if waits else None
+        if not waits:
+            self._planned = float("inf")
+            return None
+        wait = max(0.0, min(waits))
+        self._planned = now + wait
+        return wait
 
 
 class _StepOpsCapability:
@@ -227,13 +240,13 @@ class _StepOpsCapability:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    @contextlib.asynccontextmanager
-    async def _host_op(self) -> Any:
+    async def _on_host(self, op: Awaitable[Decision]) -> Decision:
+        """Await the host's op; the guest's wall clock stops meanwhile."""
         self._active += 1
         self._idle.clear()
         self._watch.host_op_started()
         try:
-            yield
+            return await op
         finally:
             self._watch.host_op_ended()
             self._active -= 1
@@ -257,8 +270,8 @@ class _StepOpsCapability:
         name, count, config = _convert(
             (name, count, config), tuple[str, int, dict[str, Any]], "do_begin arguments"
         )
-        async with self._host_op():
-            return self._noted(name, count, await self._ops.do_begin(name, count, config))
+        decision = await self._on_host(self._ops.do_begin(name, count, config))
+        return self._noted(name, count, decision)
 
     async def do_end(self, name: Any, count: Any, attempt: Any, outcome: Any) -> Decision:
         name, count, attempt = _convert(
@@ -267,9 +280,9 @@ class _StepOpsCapability:
         model = _convert(outcome, _OutcomeModel, "step outcome")
         clean: dict[str, Any] = msgspec.to_builtins(model)
         self._watch.attempt_ended((name, count, attempt))
-        async with self._host_op():
-            result: Outcome = clean  # type: ignore[assignment]
-            return self._noted(name, count, await self._ops.do_end(name, count, attempt, result))
+        result: Outcome = clean  # type: ignore[assignment]
+        decision = await self._on_host(self._ops.do_end(name, count, attempt, result))
+        return self._noted(name, count, decision)
 
     async def sleep(self, name: Any, count: Any, seconds: Any, until: Any) -> Decision:
         name, count, seconds, until = _convert(
@@ -277,8 +290,7 @@ class _StepOpsCapability:
             tuple[str, int, float | None, float | None],
             "sleep arguments",
         )
-        async with self._host_op():
-            return await self._ops.sleep(name, count, seconds, until)
+        return await self._on_host(self._ops.sleep(name, count, seconds, until))
 
     async def wait_for_event(self, name: Any, count: Any, type: Any, timeout: Any) -> Decision:
         name, count, type, timeout = _convert(
@@ -286,8 +298,7 @@ class _StepOpsCapability:
             tuple[str, int, str, float | None],
             "wait_for_event arguments",
         )
-        async with self._host_op():
-            return await self._ops.wait_for_event(name, count, type, timeout)
+        return await self._on_host(self._ops.wait_for_event(name, count, type, timeout))
 
 
 class _HostControl:
