@@ -221,6 +221,7 @@ async def run(
 
 
 def report(figures: dict[str, Any]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="three-step workflow: this engine, DBOS Transact, plain sqlite3")
@@ -236,7 +237,7 @@ def report(figures: dict[str, Any]) -> None:
         )
     console.print(table)
     if not figures["dbos"]["installed"]:
-        console.print(f"[yellow]DBOS skipped[/yellow]: {figures['dbos']['skipped']}")
+        console.print(f"[yellow]DBOS skipped[/yellow]: {escape(figures['dbos']['skipped'])}")
     for name, ratio in figures["ratios"].items():
         console.print(f"{name}: {ratio:.1f}×")
     for name, target in figures.get("targets", {}).items():
