@@ -538,3 +538,45 @@ async def test_large_journals_reach_the_guest_and_huge_outputs_fail_the_step(
         "message": "Step huge-1 output is too large. Maximum allowed size is 1MiB.",
     }
     assert big.alive  # the guest refused to send it; nothing oversized crossed
+
+
+DETACHED = """
+import asyncio
+from dynamic_workflows.sdk import WorkflowEntrypoint
+
+class Detached(WorkflowEntrypoint):
+    async def run(self, event, step):
+        self.left_behind = asyncio.ensure_future(step.wait_for_event("w", type="t"))
+        return await step.do("after", lambda: "done")
+"""
+
+
+class HoldingOps(ScriptedOps):
+    """Holds every ``wait_for_event`` until it is cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cancelled = asyncio.Event()
+
+    async def wait_for_event(
+        self, name: str, count: int, type: str, timeout: float | None
+    ) -> Decision:
+        self.calls.append(("wait_for_event", name, count, type, timeout))
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_ops_left_behind_do_not_outlive_the_run(isolates: IsolateBackend) -> None:
+    made = await isolates.new_isolate()
+    await made.load(CodeBundle("index.py", {"index.py": DETACHED}, "v1"))
+    ops = HoldingOps()
+    with anyio.fail_after(HANG_GUARD):
+        result = await made.run_workflow("Detached", event(), ops, {}, step_limit=10)
+    assert (result.outcome, result.value) == ("return", "done")
+    assert ("wait_for_event", "w", 1, "t", 86400.0) in ops.calls
+    assert ops.cancelled.is_set()  # withdrawn when the run ended, not left waiting
+    assert made.alive

@@ -236,24 +236,31 @@ class _StepOpsCapability:
     def __init__(self, ops: StepOps, watch: _Watch) -> None:
         self._ops = ops
         self._watch = watch
-        self._active = 0
+        self._active: set[asyncio.Task[Any]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
     async def _on_host(self, op: Awaitable[Decision]) -> Decision:
         """Await the host's op; the guest's wall clock stops meanwhile."""
-        self._active += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self._active.add(task)
         self._idle.clear()
         self._watch.host_op_started()
         try:
             return await op
         finally:
             self._watch.host_op_ended()
-            self._active -= 1
-            if self._active == 0:
+            self._active.discard(task)
+            if not self._active:
                 self._idle.set()
 
-    async def wait_idle(self) -> None:
+    async def settle(self) -> None:
+        """The run is over: withdraw ops still waiting on the host (an op the tenant left
+        behind, say a ``wait_for_event`` in a task it never awaited) and let them unwind,
+        so none outlives ``run_workflow``."""
+        for task in list(self._active):
+            task.cancel()
         await self._idle.wait()
 
     def _noted(self, name: str, count: int, decision: Decision) -> Decision:
@@ -456,7 +463,7 @@ class ChannelIsolate:
                 del self._running[instance_id]
             if self._conn is not None:
                 self._conn.revoke(adapter)
-            await adapter.wait_idle()
+            await adapter.settle()
         try:
             result = msgspec.convert(raw, _RunResultModel, strict=True)
         except msgspec.ValidationError as error:
