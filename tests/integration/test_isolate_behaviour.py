@@ -544,10 +544,19 @@ DETACHED = """
 import asyncio
 from dynamic_workflows.sdk import WorkflowEntrypoint
 
+LEFT_BEHIND = []
+
+
 class Detached(WorkflowEntrypoint):
     async def run(self, event, step):
-        self.left_behind = asyncio.ensure_future(step.wait_for_event("w", type="t"))
+        LEFT_BEHIND.append(asyncio.ensure_future(step.wait_for_event("w", type="t")))
         return await step.do("after", lambda: "done")
+
+    async def left_behind(self):
+        try:
+            await LEFT_BEHIND[0]
+        except Exception as error:
+            return [error.name, error.message]
 """
 
 
@@ -579,4 +588,9 @@ async def test_ops_left_behind_do_not_outlive_the_run(isolates: IsolateBackend) 
     assert (result.outcome, result.value) == ("return", "done")
     assert ("wait_for_event", "w", 1, "t", 86400.0) in ops.calls
     assert ops.cancelled.is_set()  # withdrawn when the run ended, not left waiting
+    # ...and the tenant's task that was left behind hears so.
+    assert await made.call("Detached", "left_behind", []) == [
+        "WorkflowError",
+        "the call was withdrawn",
+    ]
     assert made.alive

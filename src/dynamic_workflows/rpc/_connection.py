@@ -401,8 +401,11 @@ class Connection(asyncio.Protocol):
             if inspect.isawaitable(result):
                 result = await result
         except asyncio.CancelledError:
-            self._handling.pop(call_id, None)
-            return  # the peer withdrew the call, or the channel closed: nobody waits
+            if self._handling.pop(call_id, None) is not None and not self.closed:
+                # Withdrawn on this side (the peer's cancel pops it first): say so, so the
+                # peer's caller does not wait forever.
+                self._answer_error(call_id, WorkflowError("the call was withdrawn"))
+            return
         except (Exception, SystemExit) as error:  # sys.exit() in tenant code is its error
             self._handling.pop(call_id, None)
             self._answer_error(call_id, error)
