@@ -232,3 +232,12 @@ async def test_spawn_after_close_is_an_error() -> None:
     await b.aclose()
     with pytest.raises(WorkflowInternalError, match="closed"):
         await b.spawn()
+
+
+async def test_limits_are_checked(backend: SubprocessBackend) -> None:
+    with pytest.raises(ValueError, match="memory_mb"):
+        IsolateLimits(memory_mb=0)
+    with pytest.raises(ValueError, match="max_processes"):
+        IsolateLimits(max_processes=-1)
+    with pytest.raises(ValueError, match="below what a Python isolate needs"):
+        await backend.spawn(IsolateLimits(memory_mb=16))

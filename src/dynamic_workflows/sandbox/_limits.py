@@ -27,6 +27,16 @@ class IsolateLimits:
     max_log_bytes: int = 1 << 20
     """Captured print/logging output kept per call; beyond it lines are dropped and counted."""
 
+    def __post_init__(self) -> None:
+        for name in ("memory_mb", "cpu_seconds", "cpu_seconds_total", "wall_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"IsolateLimits.{name} must be a positive number, not {value!r}")
+        for name in ("max_open_files", "max_file_bytes", "max_processes", "max_log_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"IsolateLimits.{name} must be an integer >= 0, not {value!r}")
+
     def with_memory_mb(self, value: int) -> IsolateLimits:
         return replace(self, memory_mb=value)
 

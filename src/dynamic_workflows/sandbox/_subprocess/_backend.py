@@ -35,6 +35,8 @@ _BOOT = (
     "from dynamic_workflows.sandbox._subprocess._zygote import main; main()"
 )
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
+MIN_MEMORY_MB = 64
+"""RLIMIT_AS floor: a zygote child starts with ~32 MiB mapped (interpreter, guest, libs)."""
 
 
 class ConfinementError(WorkflowInternalError):
@@ -331,6 +333,11 @@ class SubprocessBackend:
         """A confined child waiting in ``guest.serve(3)``: a warm one when the pool has one
         (no round trip: its limits are lowered here with ``prlimit``), else a fresh fork.
         ``warm=False`` skips the pool."""
+        if limits.memory_mb < MIN_MEMORY_MB:
+            raise ValueError(
+                f"memory_mb={limits.memory_mb} is below what a Python isolate needs "
+                f"({MIN_MEMORY_MB} MiB of address space: the interpreter alone maps ~32 MiB)"
+            )
         await self.start()
         report = self.confinement_report()
         if report["refuses"]:
