@@ -241,3 +241,18 @@ async def test_limits_are_checked(backend: SubprocessBackend) -> None:
         IsolateLimits(max_processes=-1)
     with pytest.raises(ValueError, match="below what a Python isolate needs"):
         await backend.spawn(IsolateLimits(memory_mb=16))
+
+
+async def test_the_pool_refills_after_claims() -> None:
+    async with SubprocessBackend(guest=PLAIN_GUEST, pool_size=2) as b:
+        for _ in range(3):
+            with anyio.fail_after(60):
+                await b.wait_pool()
+            claimed = [await b.spawn(), await b.spawn()]
+            assert [c.confinement["warm"] for c in claimed] == [True, True]
+            assert b.pool_ready == 0
+            for child in claimed:
+                await child.aclose()
+        with anyio.fail_after(60):
+            await b.wait_pool()
+        assert b.pool_ready == 2

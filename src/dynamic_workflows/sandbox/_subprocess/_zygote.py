@@ -32,6 +32,7 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,8 @@ class Zygote:
         self.warm: dict[int, _Warm] = {}
         self.parked: set[int] = set()
         self.refill_failures = 0
+        self.backoff_until = 0.0
+        self.last_request = 0.0
 
     # -- forking ---------------------------------------------------------------------------
     def fork_child(
@@ -158,14 +161,27 @@ class Zygote:
         """Warm children starting here plus those parked at the host, not yet claimed."""
         return len(self.warm) + len(self.parked)
 
-    def quiet_refill(self) -> bool:
-        """Nothing to refill: block until the next event. Otherwise wait REFILL_DELAY for
-        more requests first, so a fork does not compete with the child just handed out."""
-        return self.pool_count() >= self.pool_size or self.refill_failures >= 3
+    def refill_timeout(self) -> float | None:
+        """How long to wait for events before refilling: forever when the pool is full;
+        else until REFILL_DELAY after the last request (so a fork does not compete with the
+        child just handed out) and past any back-off after failed warm children."""
+        if self.pool_count() >= self.pool_size:
+            return None
+        due = max(self.last_request + REFILL_DELAY, self.backoff_until)
+        return max(0.0, due - time.monotonic())
+
+    def failed_warm(self) -> None:
+        self.refill_failures += 1
+        self.backoff_until = time.monotonic() + min(5.0, 0.05 * 2**self.refill_failures)
 
     def refill(self) -> None:
-        while self.pool_count() < self.pool_size and self.refill_failures < 3:
-            pid, pidfd, host_end = self.fork_child(None)
+        while self.pool_count() < self.pool_size:
+            try:
+                pid, pidfd, host_end = self.fork_child(None)
+            except OSError as exc:
+                self.failed_warm()
+                self.send({"op": "warm_failed", "message": str(exc)})
+                return
             w = _Warm(pid, pidfd, host_end)
             self.warm[pid] = w
             self.sel.register(host_end, selectors.EVENT_READ, ("warm", pid))
@@ -194,7 +210,7 @@ class Zygote:
                 os.close(w.pidfd)
             return
         self._drop_warm(w)
-        self.refill_failures += 1
+        self.failed_warm()
         self.send({"op": "warm_failed", "message": data[1:].decode(errors="replace")})
 
     def _drop_warm(self, w: _Warm) -> None:
@@ -245,7 +261,7 @@ class Zygote:
                 self.send({"op": "exit", "pid": pid, "status": status, "cpu": cpu})
             elif pid in self.warm:
                 self._drop_warm(self.warm[pid])
-                self.refill_failures += 1
+                self.failed_warm()
 
     def serve(self) -> None:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
@@ -262,12 +278,12 @@ class Zygote:
                 "landlock_abi": self.prep.landlock_abi,
             }
         )
-        self.refill()
         while True:
-            events = self.sel.select(None if self.quiet_refill() else REFILL_DELAY)
-            if not events:
+            timeout = self.refill_timeout()
+            if timeout == 0.0:
                 self.refill()
-            for key, _ in events:
+                continue
+            for key, _ in self.sel.select(timeout):
                 kind, pid = key.data
                 if kind == "ctl":
                     try:
@@ -279,6 +295,7 @@ class Zygote:
                     if not data:
                         return
                     request = json.loads(data)
+                    self.last_request = time.monotonic()
                     if request.get("op") == "claimed":
                         self.parked.discard(int(request["pid"]))
                         continue
