@@ -51,6 +51,11 @@ CANNOT_TERMINATE = (
 # named by its instance id. Shared Python state, so those tests are inprocess_only.
 GATES: dict[str, asyncio.Event] = {}
 
+NEEDS_EVENT_LOOP = (
+    "a callback that awaits forever needs an event loop in the guest; wasm has none and "
+    "bounds a callback by its CPU and wall limits instead (docs/wasm.md)"
+)
+
 
 def gate(instance_id: str) -> asyncio.Event:
     return GATES.setdefault(instance_id, asyncio.Event())
@@ -345,6 +350,7 @@ class Fails(WorkflowEntrypoint):
         raise RuntimeError("boom")
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s29_status_strings(run_engine: RunEngine, clock: RecordingClock) -> None:
     async with run_engine({"Sleep": Sleeper, "Hang": Hangs, "Fail": Fails}) as engine:
         sleeping = await engine.binding("Sleep").create()
@@ -585,6 +591,7 @@ async def test_s32_terminate_while_waiting_for_an_event(
     assert not has_step(st, "after")
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s32_terminate_while_a_callback_runs_and_while_sleeping(
     run_engine: RunEngine, clock: RecordingClock
 ) -> None:
@@ -706,6 +713,7 @@ async def test_s33_restart_a_terminated_instance(run_engine: RunEngine) -> None:
 # --- S34 -----------------------------------------------------------------------------------
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s34_delete(run_engine: RunEngine, clock: RecordingClock) -> None:
     async with run_engine({"WF": Sleeper, "Hang": Hangs, "Echo": Echo}) as engine:
         done = await engine.binding("Echo").create(id="done", params=1)
@@ -899,6 +907,7 @@ async def test_s32_terminate_while_waiting_for_pause(run_engine: RunEngine) -> N
     assert not has_step(st, "next")
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s33_restart_a_paused_instance_and_one_in_flight(run_engine: RunEngine) -> None:
     async with run_engine({"WF": Sleeper, "Hang": Hangs}) as engine:
         paused = await engine.binding("WF").create()

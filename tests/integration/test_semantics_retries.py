@@ -31,6 +31,11 @@ from .conftest import (
 
 # --- S12 -----------------------------------------------------------------------------------
 
+NEEDS_EVENT_LOOP = (
+    "a callback that awaits forever needs an event loop in the guest; wasm has none and "
+    "bounds a callback by its CPU and wall limits instead (docs/wasm.md)"
+)
+
 
 class SucceedsOnThird(WorkflowEntrypoint):
     async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
@@ -156,6 +161,7 @@ async def test_s14_delay_function_invalid_value(run_engine: RunEngine) -> None:
     )
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s14_delay_function_too_slow(run_engine: RunEngine) -> None:
     # the function never returns; the 5 s bound is the sdk's own, so allow it real time
     async with run_engine({"WF": DynamicDelay}) as engine:
@@ -268,6 +274,7 @@ class TimesOut(WorkflowEntrypoint):
             return error_to_dict(error)
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s17_timeout_fails_the_attempt_and_is_retryable(run_engine: RunEngine) -> None:
     async with run_engine({"WF": TimesOut}) as engine:
         wf = engine.binding("WF")

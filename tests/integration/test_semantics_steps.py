@@ -43,6 +43,11 @@ NAME_MSG = 'Step name "{}" exceeds max length (256 chars) or invalid characters 
 CONFIG_MSG = 'Step config for "{}" is in an invalid format'
 NO_RETRY: dict[str, Any] = {"limit": 0, "delay": 0}
 
+NEEDS_EVENT_LOOP = (
+    "a callback that awaits forever needs an event loop in the guest; wasm has none and "
+    "bounds a callback by its CPU and wall limits instead (docs/wasm.md)"
+)
+
 
 # --- S1 ------------------------------------------------------------------------------------
 
@@ -419,6 +424,7 @@ class HangsOnFirstAttempt(WorkflowEntrypoint):
         return {"before": before, "during": during}
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s8_attempt_in_flight_at_shutdown_fails_and_is_retried(
     make_engine: MakeEngine, register: Register, clock: RecordingClock
 ) -> None:
@@ -729,6 +735,7 @@ class HangsWithoutRetries(WorkflowEntrypoint):
         return await step.do("slow", slow, retries={"limit": 0, "delay": 0})
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s8_lost_attempt_with_no_retries_left_errors_the_instance(
     make_engine: MakeEngine, register: Register
 ) -> None:

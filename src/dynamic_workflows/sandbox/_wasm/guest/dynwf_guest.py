@@ -306,7 +306,10 @@ def _execute(code: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
         )
         _steps.append(step)
         value = _drive(instance.run(event, step))
-        encoded = sdk.encode_value(value, path="the workflow's output")
+        try:
+            encoded = sdk.encode_value(value, path="the workflow's return value")
+        except sdk.NotJSONError as bad:
+            raise sdk.output_not_serialisable(bad) from None
         return {"outcome": "return", "value": encoded}
     if kind == "fetch":
         http = sdk.Request.from_wire(request["request"])
