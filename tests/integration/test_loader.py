@@ -153,3 +153,26 @@ async def test_pinned_versions_survive_in_the_code_store(tmp_path: Path) -> None
         with pytest.raises(WorkflowError, match="not in the code store"):
             await stub.code_at("0" * 32)
     assert pinned.modules == old.modules and pinned.env == new.env
+
+
+SLOW = """
+import asyncio
+from dynamic_workflows.sdk import Response
+
+async def fetch(request, env):
+    await asyncio.sleep(0.2)
+    return Response.json({"ok": True})
+"""
+
+
+async def test_a_burst_past_the_cap_is_shed_when_calls_end(tmp_path: Path) -> None:
+    async with WorkerLoader(backend="inprocess", code_dir=tmp_path, max_isolates=2) as loader:
+
+        async def call(worker: str) -> None:
+            stub = loader.get(worker, lambda: WorkerCode("index.py", {"index.py": SLOW}))
+            assert (await stub.get_entrypoint().fetch(Request())).status == 200
+
+        async with anyio.create_task_group() as tg:
+            for worker in ("a", "b", "c", "d"):
+                tg.start_soon(call, worker)
+        assert len(loader.isolates()) <= 2

@@ -199,6 +199,9 @@ class WorkerLoader:
         finally:
             slot.in_flight -= 1
             slot.last_used = time.monotonic()
+            if len(self._slots) > self.max_isolates:  # a burst went past the cap: shed now
+                with anyio.CancelScope(shield=True):
+                    await self._evict_over_cap()
 
     async def _acquire(self, stub: WorkerStub, code: WorkerCode) -> _Slot:
         worker_id = stub.id
