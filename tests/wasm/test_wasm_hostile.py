@@ -387,3 +387,45 @@ async def test_a_tenant_over_its_limits_does_not_disturb_another(backend: WasmBa
     assert isinstance(results["spinner"].error, IsolateLimitError)
     assert results["spinner"].error.limit == "cpu"
     assert results["bomber"].error == IsolateLimitError("memory").to_dict()
+
+
+async def test_a_step_past_its_timeout_is_killed(backend: WasmBackend) -> None:
+    # S17 in an isolate: the callback is really stopped, not abandoned. Here it spins.
+    limits = IsolateLimits(memory_mb=48, cpu_seconds=30.0, wall_seconds=60.0)
+    body = """
+    def spin():
+        while True:
+            pass
+    await step.do("spin", spin, timeout="0.3 seconds")
+    """
+    isolate = await load(backend, workflow(body), limits=limits)
+    with anyio.fail_after(30), pytest.raises(IsolateLost) as lost:
+        await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    assert lost.value.error.to_dict() == {
+        "name": "WorkflowTimeoutError",
+        "message": "Execution timed out after 300ms",
+    }
+    await host_is_fine(backend)
+
+
+class Slow:
+    __rpc_methods__ = frozenset({"wait"})
+
+    async def wait(self) -> None:
+        await anyio.sleep_forever()
+
+
+async def test_a_step_stuck_in_a_host_call_is_killed_at_its_timeout(
+    backend: WasmBackend,
+) -> None:
+    limits = IsolateLimits(memory_mb=48, cpu_seconds=30.0, wall_seconds=60.0)
+    body = """
+    async def stuck():
+        await self.env.SLOW.wait()
+    await step.do("stuck", stuck, timeout="0.2 seconds")
+    """
+    isolate = await load(backend, workflow(body), env={"SLOW": Slow()}, limits=limits)
+    with anyio.fail_after(30), pytest.raises(IsolateLost) as lost:
+        await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    assert lost.value.error.to_dict()["name"] == "WorkflowTimeoutError"
+    await host_is_fine(backend)

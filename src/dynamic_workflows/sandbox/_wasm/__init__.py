@@ -31,8 +31,8 @@ How it differs from the subprocess backend:
   fail with ordinary Python errors (``FileNotFoundError``, ``PermissionError``), not kills.
 - No event loop: await step operations, plain coroutines and ``sdk.gather(...)``;
   ``asyncio.gather``/``asyncio.sleep(n)`` fail. ``gather`` runs its steps in call order.
-- A step's ``timeout`` cannot interrupt a callback mid-way (no event loop); the isolate's
-  CPU and wall limits bound it instead (``IsolateLimitError``).
+- A step's ``timeout`` stops the whole call at the next 10 ms epoch tick, as the subprocess
+  backend kills its process (``IsolateLost(WorkflowTimeoutError)``), not the callback alone.
 - Memory is the store's linear-memory limit (``limits.memory_mb``, at least 15 MiB): going
   over is a ``MemoryError`` in the guest: inside a step it fails the attempt with
   ``IsolateLimitError("memory")`` (retried per the step's config); escaping ``run`` it is

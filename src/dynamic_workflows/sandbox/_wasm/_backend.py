@@ -6,10 +6,14 @@ function (``dynwf:runner/host.call``) serves every run. A run executes in a work
 asyncio loop through a small hand-off (a Task there, a lock the worker waits on with a
 timeout: ``run_coroutine_threadsafe(...).result(timeout)`` at half the cost).
 
-Limits, per store: linear memory through ``set_limits`` (always set); CPU through an epoch
-deadline (a ticker thread per engine bumps the epoch every ``tick`` seconds), counted as time
-spent in wasm: the deadline is re-armed after each host call with what is left; wall time
-through the same deadline plus the host-call timeout. A trap is classified into
+Limits, per store: linear memory through ``set_limits`` (always set); CPU, wall time, a step
+attempt's ``timeout`` and cancellation through the epoch: a ticker thread per engine bumps it
+every tick (10 ms) and each store's deadline is one tick away, with a deadline callback that
+checks the run (time spent in wasm against the CPU budget, afresh per attempt; the wall and
+attempt deadlines; a stop request) and either extends by one tick or traps. Why a callback:
+compiled code caches its deadline, so a deadline lowered from a host call is not seen until
+the old one passes. Host calls themselves wait at most until the wall or attempt deadline.
+A trap is classified into
 ``IsolateLost(IsolateLimitError(limit))`` (``cpu``, ``memory``, ``stack``, ``wall``; any other
 death is ``IsolateLost.crash()``) and the store discarded; every store is closed explicitly.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import dataclasses
 import inspect
 import itertools
@@ -32,6 +37,7 @@ import anyio
 import anyio.to_thread
 import orjson
 import wasmtime
+from wasmtime import _bindings as wasmtime_ffi  # the epoch-deadline callback: no wrapper yet
 from wasmtime import component
 
 from ...rpc import ExportTable, Exposed, Exposure
@@ -44,6 +50,7 @@ from ...sdk import (
     WorkflowError,
     WorkflowEvent,
     WorkflowInternalError,
+    WorkflowTimeoutError,
     decode_value,
     encode_value,
     error_from_dict,
@@ -129,9 +136,12 @@ class _Run:
         """Time in wasm outside attempts, or in the current attempt while one runs."""
         self.attempt_running = False
         self.outside_seconds = 0.0
+        self.attempt_timeout: float | None = None
+        self.attempt_deadline: float | None = None
+        """When the running attempt's ``timeout`` ends (S17: the call is killed then)."""
         self.resumed = self.started
         self.stopped: str | None = None
-        """Why the host trapped the guest: ``"wall"`` or ``"cancelled"``."""
+        """Why the host stopped the guest: ``"wall"``, ``"timeout"`` or ``"cancelled"``."""
         self.pending: _HostCall | None = None
         """The host call the guest waits on, cancelled when the caller goes away."""
         self.violations: list[str] = []
@@ -139,10 +149,28 @@ class _Run:
         self.stdout = _Output(limits.max_log_bytes)
         self.stderr = _Output(limits.max_log_bytes)
 
+    def hard_deadline(self) -> tuple[float, str]:
+        """The earliest of the call's wall deadline and the running attempt's timeout."""
+        if self.attempt_deadline is not None and self.attempt_deadline < self.wall_deadline:
+            return self.attempt_deadline, "timeout"
+        return self.wall_deadline, "wall"
+
     def deadline_ticks(self) -> int:
         now = time.monotonic()
-        left = min(self.cpu_budget - self.wasm_seconds, self.wall_deadline - now)
+        left = min(self.cpu_budget - self.wasm_seconds, self.hard_deadline()[0] - now)
         return max(1, math.ceil(left / TICK_SECONDS))
+
+    def verdict(self) -> str | None:
+        """At an epoch tick, in wasm: ``None`` to go on, else why the guest must stop."""
+        if self.stopped is not None:
+            return self.stopped
+        now = time.monotonic()
+        deadline, kind = self.hard_deadline()
+        if now >= deadline:
+            return kind
+        if self.wasm_seconds + (now - self.resumed) >= self.cpu_budget:
+            return "cpu"
+        return None
 
     # -- values to the guest: JSON, with exposed host objects as {"$cap": n, "props"} --
     def export(self, value: Any) -> Any:
@@ -182,6 +210,34 @@ def _lost(reason: str, error: WorkflowError | None = None) -> IsolateLost:
     lost = IsolateLost(error) if error is not None else IsolateLost.crash()
     lost.add_note(f"wasm: {reason}")
     return lost
+
+
+def _on_epoch(_context: Any, _data: Any, delta: Any, kind: Any) -> int:
+    """The deadline callback: one more tick, or a trap whose reason the run records."""
+    run: _Run | None = getattr(_local, "run", None)
+    reason = None if run is None else run.verdict()
+    if run is None or reason is None:
+        delta[0] = 1
+        kind[0] = 0  # WASMTIME_UPDATE_DEADLINE_CONTINUE
+        return 0
+    run.stopped = reason
+    error = wasmtime_ffi.wasmtime_error_new(f"dynwf: stopped ({reason})".encode())
+    return ctypes.cast(error, ctypes.c_void_p).value or 0
+
+
+_SET_CALLBACK = getattr(wasmtime_ffi, "_wasmtime_store_epoch_deadline_callback", None)
+_EPOCH_CALLBACK = None if _SET_CALLBACK is None else _SET_CALLBACK.argtypes[1](_on_epoch)
+_NO_FINALIZER = None if _SET_CALLBACK is None else _SET_CALLBACK.argtypes[3](lambda _data: None)
+
+
+def _arm(store: wasmtime.Store, run: _Run) -> None:
+    """A deadline one tick away, checked by :func:`_on_epoch`; without the callback (another
+    wasmtime), the plain deadline of the run's whole budget."""
+    if _SET_CALLBACK is not None:
+        _SET_CALLBACK(store.ptr(), _EPOCH_CALLBACK, None, _NO_FINALIZER)
+        store.set_epoch_deadline(1)
+    else:
+        store.set_epoch_deadline(run.deadline_ticks())
 
 
 class WasmBackend:
@@ -356,7 +412,7 @@ class WasmBackend:
             wasi.stderr_custom = run.stderr.write
             store.set_wasi(wasi)
             store.set_limits(memory_size=memory)
-            store.set_epoch_deadline(run.deadline_ticks())
+            _arm(store, run)
             _local.run = run
             run.resumed = time.monotonic()
             try:
@@ -426,12 +482,19 @@ def _classify(run: _Run, error: Exception) -> IsolateLost:
     first = message.strip().splitlines()[0][:300] if message.strip() else type(error).__name__
     if run.stopped == "wall":
         return _lost("over the wall-time limit", IsolateLimitError("wall"))
+    if run.stopped == "cpu":
+        return _lost("over the CPU limit", IsolateLimitError("cpu"))
+    if run.stopped == "timeout":
+        return _lost("a step attempt ran past its timeout", _timeout_error(run))
     if run.stopped == "cancelled":
         return _lost("the call was cancelled")
     if "interrupt" in message:
-        walled = time.monotonic() >= run.wall_deadline - TICK_SECONDS
-        limit = "wall" if walled else "cpu"
-        return _lost(f"epoch deadline: {first}", IsolateLimitError(limit))
+        deadline, kind = run.hard_deadline()
+        if time.monotonic() < deadline - TICK_SECONDS:
+            return _lost(f"epoch deadline: {first}", IsolateLimitError("cpu"))
+        if kind == "timeout":
+            return _lost("a step attempt ran past its timeout", _timeout_error(run))
+        return _lost(f"epoch deadline: {first}", IsolateLimitError("wall"))
     if "all fuel consumed" in message:
         return _lost(first, IsolateLimitError("cpu"))
     if "call stack exhausted" in message:
@@ -439,6 +502,11 @@ def _classify(run: _Run, error: Exception) -> IsolateLost:
     if "memory" in message and ("limit" in message or "grow" in message):
         return _lost(first, IsolateLimitError("memory"))
     return _lost(f"the guest trapped: {first}")
+
+
+def _timeout_error(run: _Run) -> WorkflowTimeoutError:
+    milliseconds = round((run.attempt_timeout or 0.0) * 1000)
+    return WorkflowTimeoutError(f"Execution timed out after {milliseconds}ms")
 
 
 def _deliver_logs(run: _Run, sink: LogSink | None, instance_id: str | None) -> None:
@@ -485,16 +553,21 @@ def _host_call(store: Any, raw: str) -> str:
                 run.violations.append(error.reason)
             text = _error_text(error)
     now = time.monotonic()
-    if run.stopped is None and now >= run.wall_deadline:
-        run.stopped = "wall"
+    deadline, kind = run.hard_deadline()
+    if run.stopped is None and now >= deadline:
+        run.stopped = kind
     if run.stopped is not None:
-        # Stop the guest at its next epoch check. Not by raising through wasmtime: its
-        # last-exception slot is process-wide, so concurrent runs could trade exceptions.
-        wasmtime.Store.set_epoch_deadline(store, 0)
-        limit = IsolateLimitError("wall") if run.stopped == "wall" else None
-        return _error_text(limit or WorkflowInternalError("the call was stopped"))
+        # The epoch callback stops the guest at the next tick. Not by raising through
+        # wasmtime: its last-exception slot is process-wide (concurrent runs could trade).
+        stopped: WorkflowError = WorkflowInternalError("the call was stopped")
+        if run.stopped == "wall":
+            stopped = IsolateLimitError("wall")
+        elif run.stopped == "timeout":
+            stopped = _timeout_error(run)
+        return _error_text(stopped)
     run.resumed = now
-    wasmtime.Store.set_epoch_deadline(store, run.deadline_ticks())
+    if _SET_CALLBACK is None:
+        wasmtime.Store.set_epoch_deadline(store, run.deadline_ticks())
     return text
 
 
@@ -548,9 +621,15 @@ def _track_attempt(run: _Run, decision: Any) -> None:
             run.outside_seconds = run.wasm_seconds  # the run's own time so far
         run.attempt_running = True
         run.wasm_seconds = 0.0
+        timeout = decision.get("timeout")
+        seconds = float(timeout) if isinstance(timeout, int | float) else math.inf
+        bounded = 0 < seconds < math.inf
+        run.attempt_timeout = seconds if bounded else None
+        run.attempt_deadline = time.monotonic() + seconds if bounded else None
     elif run.attempt_running:
         run.attempt_running = False
         run.wasm_seconds = run.outside_seconds
+        run.attempt_timeout = run.attempt_deadline = None
 
 
 def _wait(run: _Run, work: Awaitable[Any]) -> Any:
@@ -564,8 +643,9 @@ def _wait(run: _Run, work: Awaitable[Any]) -> Any:
     try:
         if run.stopped is not None:
             run.loop.call_soon_threadsafe(call.cancel)
-        if not call.done.acquire(timeout=max(0.0, run.wall_deadline - time.monotonic())):
-            run.stopped = run.stopped or "wall"
+        deadline, kind = run.hard_deadline()
+        if not call.done.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            run.stopped = run.stopped or kind
             run.loop.call_soon_threadsafe(call.cancel)
             raise _Abort(run.stopped)
     finally:
