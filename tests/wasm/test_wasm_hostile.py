@@ -429,3 +429,31 @@ async def test_a_step_stuck_in_a_host_call_is_killed_at_its_timeout(
         await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
     assert lost.value.error.to_dict()["name"] == "WorkflowTimeoutError"
     await host_is_fine(backend)
+
+
+async def test_each_attempt_gets_a_fresh_cpu_budget(backend: WasmBackend) -> None:
+    # Four attempts of ~0.4 s of CPU each: together over the 1 s budget, each well within it.
+    limits = IsolateLimits(memory_mb=48, cpu_seconds=1.0, wall_seconds=60.0)
+    body = """
+    import time
+    def burn():
+        end = time.perf_counter() + 0.4
+        while time.perf_counter() < end:
+            pass
+        return "burnt"
+    return [await step.do(f"burn{i}", burn) for i in range(4)]
+    """
+    isolate = await load(backend, workflow(body), limits=limits)
+    result = await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    assert result == RunResult("return", value=["burnt"] * 4)
+
+
+async def test_a_cancelled_spinning_guest_is_stopped(backend: WasmBackend) -> None:
+    limits = IsolateLimits(memory_mb=48, cpu_seconds=600.0, wall_seconds=600.0)
+    isolate = await load(backend, workflow("while True:\n    pass"), limits=limits)
+    with anyio.move_on_after(0.2):
+        await isolate.run_workflow("W", event(), ScriptedOps(), {}, step_limit=10)
+    with anyio.fail_after(20):  # a hang guard: the guest is stopped at its next epoch tick
+        while backend._limiter.borrowed_tokens:  # noqa: ASYNC110 - a worker thread's state
+            await anyio.sleep(0.01)
+    await host_is_fine(backend)
