@@ -163,11 +163,15 @@ class DuplicateInstanceError(Exception):
 
 
 def open_store(url: str, *, durability: Durability = "fsync") -> Store:
-    """A store for ``url``: ``sqlite:///path`` now; ``postgresql://`` comes later."""
+    """A store for ``url``: ``sqlite:///path`` or ``postgresql://user:pw@host:port/db``."""
     if url.startswith("sqlite:///"):
         from ._sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"), durability=durability)
     if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("the PostgreSQL store is not available yet; use sqlite:///path/state.db")
-    raise ValueError(f"unsupported store URL {url!r}: expected sqlite:///path/state.db")
+        from ._postgres import PostgresStore
+
+        return PostgresStore(url, durability=durability)
+    raise ValueError(
+        f"unsupported store URL {url!r}: expected sqlite:///path/state.db or postgresql://..."
+    )

@@ -1,0 +1,596 @@
+"""The PostgreSQL store: one connection, one dedicated thread, group commit.
+
+Same shape as the SQLite store, for the same reasons: psycopg's blocking API on a thread
+keeps the event loop free of network waits and commits, and one FIFO thread makes "applied
+in submission order" free. Group commit: the thread drains every job queued while the
+previous commit was in flight and applies the writes in one transaction; every caller is
+answered right after that commit. The group runs optimistically without savepoints (each
+costs a round trip); if any write in it fails, the transaction is rolled back and the group
+is replayed with one savepoint per write, so a bad write fails alone. A read first commits
+the writes queued before it. ``durability="fsync"`` is ``synchronous_commit=on``, ``"os"`` is
+``off`` (a server crash may lose the last commits; the database stays consistent).
+
+A broken connection (the server restarted) fails the jobs in hand with a
+``WorkflowInternalError`` and is reopened for the next ones.
+
+Approaches dropped: psycopg's ``AsyncConnection`` on the engine's loop (a commit per call,
+no grouping, and every statement's round trip on the loop); a connection pool (one writer
+keeps the order; reads are rare on the hot path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+
+from ..sdk import WorkflowInternalError
+from ._json import dumps, loads
+from ._postgres_schema import migrate
+from ._store import (
+    DuplicateInstanceError,
+    Durability,
+    EventRow,
+    Ident,
+    InstanceRow,
+    LogEntry,
+    LogRecord,
+    StepRow,
+    Tx,
+)
+
+T = TypeVar("T")
+Conn = psycopg.Connection[Any]
+Job = tuple[bool, Callable[[Conn], Any], "asyncio.Future[Any]"]
+MAX_GROUP = 512
+_INSTANCE_COLUMNS = {"status", "output", "error", "updated", "paused_at", "wake_at"}
+_JSON_COLUMNS = {"output", "error"}
+_INSTANCE_SELECT = (
+    "SELECT uid, workflow, scope, id, params, envelope, status, output, error, created, "
+    "updated, paused_at, wake_at FROM instances"
+)
+_STEP_SELECT = (
+    'SELECT key, name, count, kind, state, attempts, config, start, "end", wake_at, value, '
+    "error, event_type FROM steps"
+)
+_STEP_UPSERT = (
+    "INSERT INTO steps (uid, key, name, count, kind, state, attempts, config, start, "
+    '"end", wake_at, value, error, event_type) '
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (uid, key) DO UPDATE SET kind = excluded.kind, state = excluded.state, "
+    "attempts = excluded.attempts, config = excluded.config, start = excluded.start, "
+    '"end" = excluded."end", wake_at = excluded.wake_at, value = excluded.value, '
+    "error = excluded.error, event_type = excluded.event_type"
+)
+
+
+class _Retry(Exception):
+    """A write in an optimistic group failed: replay the group with savepoints."""
+
+
+class PostgresStore:
+    """:class:`~._store.Store` on one PostgreSQL database (``postgresql://`` URL)."""
+
+    def __init__(self, url: str, *, durability: Durability = "fsync") -> None:
+        if durability not in ("fsync", "os"):
+            raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
+        self.url = url
+        self.durability: Durability = durability
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0  # transactions committed (group commit shows as commits < writes)
+        self.writes = 0
+
+    def __repr__(self) -> str:  # never show the password
+        return f"PostgresStore({_redact(self.url)!r}, durability={self.durability!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(
+            target=self._main, args=(ready,), name="dynwf-postgres", daemon=True
+        )
+        self._thread.start()
+        try:
+            await ready
+        except BaseException:
+            thread, self._thread = self._thread, None
+            await asyncio.to_thread(thread.join)
+            raise
+
+    async def close(self) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        await asyncio.to_thread(thread.join)
+        self._thread = None
+
+    # -- the thread --------------------------------------------------------------------
+
+    def _connect(self) -> Conn:
+        conn: Conn = psycopg.connect(
+            self.url, autocommit=True, application_name="dynamic-workflows", connect_timeout=10
+        )
+        try:
+            sync = "on" if self.durability == "fsync" else "off"
+            conn.execute(f"SET synchronous_commit = {sync}")
+            conn.execute("SET TIME ZONE 'UTC'")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _main(self, ready: asyncio.Future[None]) -> None:
+        try:
+            conn = self._connect()
+            try:
+                migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except Exception as error:
+            self._post([(ready, False, _open_error(self.url, error))])
+            return
+        self._post([(ready, True, None)])
+        try:
+            while True:
+                job = self._queue.get()
+                jobs: list[Job | None] = [job]
+                while len(jobs) < MAX_GROUP:
+                    try:
+                        jobs.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                conn = self._reconnect(conn)
+                if not self._run(conn, jobs):
+                    return
+        finally:
+            conn.close()
+
+    def _reconnect(self, conn: Conn) -> Conn:
+        if not conn.broken and not conn.closed:
+            return conn
+        conn.close()
+        try:
+            return self._connect()
+        except psycopg.Error:
+            return conn  # still broken: the jobs fail with the connection's error
+
+    def _run(self, conn: Conn, jobs: list[Job | None]) -> bool:
+        """Run jobs in order, grouping consecutive writes; False once told to stop."""
+        writes: list[Job] = []
+        for job in jobs:
+            if job is None:
+                self._write_group(conn, writes)
+                return False
+            if job[0]:
+                writes.append(job)
+                continue
+            self._write_group(conn, writes)
+            writes = []
+            _, fn, future = job
+            try:
+                self._post([(future, True, fn(conn))])
+            except Exception as error:
+                self._post([(future, False, _internal(error))])
+        self._write_group(conn, writes)
+        return True
+
+    def _write_group(self, conn: Conn, writes: list[Job]) -> None:
+        if not writes:
+            return
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            try:
+                with conn.transaction():
+                    for _, fn, future in writes:
+                        try:
+                            results.append((future, True, fn(conn)))
+                        except (psycopg.errors.QueryCanceled, psycopg.OperationalError):
+                            raise
+                        except Exception as error:
+                            raise _Retry from error
+            except _Retry:
+                results = []
+                with conn.transaction():
+                    for _, fn, future in writes:
+                        try:
+                            with conn.transaction():  # a savepoint
+                                value = fn(conn)
+                        except (psycopg.errors.QueryCanceled, psycopg.OperationalError):
+                            raise
+                        except Exception as error:
+                            results.append((future, False, _internal(error)))
+                        else:
+                            results.append((future, True, value))
+            self.commits += 1
+            self.writes += len(writes)
+        except Exception as error:
+            failed = WorkflowInternalError(f"store commit failed: {error}")
+            results = [(future, False, failed) for _, _, future in writes]
+        self._post(results)
+
+    def _post(self, results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed under us
+            loop.call_soon_threadsafe(_settle, results)
+
+    def _submit(self, write: bool, fn: Callable[[Conn], T]) -> asyncio.Future[T]:
+        if self._thread is None or self._loop is None:
+            raise WorkflowInternalError("the store is not open")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put((write, fn, future))
+        return future
+
+    # -- writes ------------------------------------------------------------------------
+
+    def commit(self, tx: Tx) -> asyncio.Future[list[LogRecord]]:
+        return self._submit(True, lambda conn: _apply(conn, tx))
+
+    async def create(
+        self, rows: list[InstanceRow], logs: list[LogEntry], *, skip_existing: bool
+    ) -> tuple[list[bool], list[LogRecord]]:
+        return await self._submit(True, lambda conn: _create(conn, rows, logs, skip_existing))
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, uid: str) -> InstanceRow | None:
+        def read(conn: Conn) -> InstanceRow | None:
+            row = conn.execute(f"{_INSTANCE_SELECT} WHERE uid = %s", (uid,)).fetchone()
+            return _instance(row) if row else None
+
+        return await self._submit(False, read)
+
+    async def find(self, workflow: str, scope: str, id: str) -> InstanceRow | None:
+        def read(conn: Conn) -> InstanceRow | None:
+            row = conn.execute(
+                f"{_INSTANCE_SELECT} WHERE workflow = %s AND scope = %s AND id = %s",
+                (workflow, scope, id),
+            ).fetchone()
+            return _instance(row) if row else None
+
+        return await self._submit(False, read)
+
+    async def load(self, uid: str) -> tuple[InstanceRow, list[StepRow]] | None:
+        def read(conn: Conn) -> tuple[InstanceRow, list[StepRow]] | None:
+            with conn.transaction():  # one snapshot for the row and its steps
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                row = conn.execute(f"{_INSTANCE_SELECT} WHERE uid = %s", (uid,)).fetchone()
+                if row is None:
+                    return None
+                steps = conn.execute(
+                    f"{_STEP_SELECT} WHERE uid = %s ORDER BY ord", (uid,)
+                ).fetchall()
+            return _instance(row), [_step(s) for s in steps]
+
+        return await self._submit(False, read)
+
+    async def oldest_event(self, uid: str, type: str) -> EventRow | None:
+        def read(conn: Conn) -> EventRow | None:
+            row = conn.execute(
+                "SELECT seq, type, payload, ts FROM events WHERE uid = %s AND type = %s "
+                "AND consumed_by IS NULL ORDER BY seq LIMIT 1",
+                (uid, type),
+            ).fetchone()
+            return EventRow(row[0], row[1], loads(row[2]), row[3]) if row else None
+
+        return await self._submit(False, read)
+
+    async def oldest_waiter(self, uid: str, type: str, now: float) -> StepRow | None:
+        def read(conn: Conn) -> StepRow | None:
+            row = conn.execute(
+                f"{_STEP_SELECT} WHERE uid = %s AND kind = 'event' AND state = 'waiting' "
+                "AND event_type = %s AND wake_at > %s ORDER BY start NULLS FIRST, ord LIMIT 1",
+                (uid, type, now),
+            ).fetchone()
+            return _step(row) if row else None
+
+        return await self._submit(False, read)
+
+    async def unfinished(self) -> list[InstanceRow]:
+        def read(conn: Conn) -> list[InstanceRow]:
+            rows = conn.execute(
+                f"{_INSTANCE_SELECT} WHERE status IN "
+                "('queued', 'running', 'waiting', 'waitingForPause') ORDER BY created, ord"
+            ).fetchall()
+            return [_instance(r) for r in rows]
+
+        return await self._submit(False, read)
+
+    async def list_instances(
+        self,
+        workflow: str | None,
+        scope: str | None,
+        status: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[InstanceRow]:
+        where, args = _filters(workflow, scope, status)
+
+        def read(conn: Conn) -> list[InstanceRow]:
+            rows = conn.execute(
+                f"{_INSTANCE_SELECT}{where} ORDER BY created DESC, ord DESC LIMIT %s OFFSET %s",
+                (*args, limit, offset),
+            ).fetchall()
+            return [_instance(r) for r in rows]
+
+        return await self._submit(False, read)
+
+    async def count_instances(
+        self, workflow: str | None, scope: str | None, status: str | None
+    ) -> int:
+        where, args = _filters(workflow, scope, status)
+
+        def read(conn: Conn) -> int:
+            sql = "SELECT count(*) FROM instances" + where  # noqa: S608 - fixed column names; values are bound
+            row = conn.execute(sql, args).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._submit(False, read)
+
+    async def history(self, uid: str, after_seq: int = 0) -> list[LogRecord]:
+        def read(conn: Conn) -> list[LogRecord]:
+            rows = conn.execute(
+                "SELECT seq, uid, instance_id, workflow, scope, ts, kind, step, data FROM log "
+                "WHERE uid = %s AND seq > %s ORDER BY seq",
+                (uid, after_seq),
+            ).fetchall()
+            return [_record(r) for r in rows]
+
+        return await self._submit(False, read)
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+
+
+def _open_error(url: str, error: Exception) -> Exception:
+    if isinstance(error, psycopg.Error):
+        # psycopg's message names host and port, never the password; say which store failed.
+        return WorkflowInternalError(f"cannot open the store {_redact(url)}: {error}")
+    return error
+
+
+def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.done():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _internal(error: Exception) -> Exception:
+    if isinstance(error, DuplicateInstanceError | WorkflowInternalError):
+        return error
+    return WorkflowInternalError(f"store failure: {error}")
+
+
+def _filters(
+    workflow: str | None, scope: str | None, status: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, value in (("workflow", workflow), ("scope", scope), ("status", status)):
+        if value is not None:
+            clauses.append(f"{column} = %s")
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+
+def _instance(row: Any) -> InstanceRow:
+    return InstanceRow(
+        uid=row[0],
+        workflow=row[1],
+        scope=row[2],
+        id=row[3],
+        params=loads(row[4]),
+        envelope=loads(row[5]),
+        status=row[6],
+        output=loads(row[7]),
+        error=loads(row[8]),
+        created=row[9],
+        updated=row[10],
+        paused_at=row[11],
+        wake_at=row[12],
+    )
+
+
+def _step(row: Any) -> StepRow:
+    return StepRow(
+        key=row[0],
+        name=row[1],
+        count=row[2],
+        kind=row[3],
+        state=row[4],
+        attempts=row[5],
+        config=loads(row[6]),
+        start=row[7],
+        end=row[8],
+        wake_at=row[9],
+        value=loads(row[10]),
+        error=loads(row[11]),
+        event_type=row[12],
+    )
+
+
+def _record(row: Any) -> LogRecord:
+    return {
+        "seq": row[0],
+        "uid": row[1],
+        "instance_id": row[2],
+        "workflow": row[3],
+        "scope": row[4],
+        "ts": row[5],
+        "kind": row[6],
+        "step": row[7],
+        "data": loads(row[8]),
+    }
+
+
+def _insert_log(conn: Conn, ident: Ident, entries: list[LogEntry]) -> list[LogRecord]:
+    """One INSERT for all lines; identity values are drawn in VALUES order, so the sorted
+    returned seqs belong to the entries in order."""
+    if not entries:
+        return []
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(entries))
+    args: list[Any] = []
+    for entry in entries:
+        args += [
+            ident.uid,
+            ident.instance_id,
+            ident.workflow,
+            ident.scope,
+            entry.ts,
+            entry.kind,
+            entry.step,
+            dumps(entry.data),
+        ]
+    rows = conn.execute(
+        "INSERT INTO log (uid, instance_id, workflow, scope, ts, kind, step, data) "  # noqa: S608 - placeholders only
+        f"VALUES {values} RETURNING seq",
+        args,
+    ).fetchall()
+    seqs = sorted(int(r[0]) for r in rows)
+    return [
+        {
+            "seq": seq,
+            "uid": ident.uid,
+            "instance_id": ident.instance_id,
+            "workflow": ident.workflow,
+            "scope": ident.scope,
+            "ts": entry.ts,
+            "kind": entry.kind,
+            "step": entry.step,
+            "data": entry.data,
+        }
+        for seq, entry in zip(seqs, entries, strict=True)
+    ]
+
+
+def _apply(conn: Conn, tx: Tx) -> list[LogRecord]:
+    uid = tx.ident.uid
+    if tx.delete:
+        for table in ("steps", "events", "log", "instances"):
+            conn.execute(f"DELETE FROM {table} WHERE uid = %s", (uid,))  # noqa: S608
+        records = _insert_log(conn, tx.ident, tx.log)
+        conn.execute("DELETE FROM log WHERE uid = %s", (uid,))
+        return records
+    if tx.reset:
+        conn.execute("DELETE FROM steps WHERE uid = %s", (uid,))
+        conn.execute("DELETE FROM events WHERE uid = %s", (uid,))
+    if tx.shift_timers:
+        conn.execute(
+            "UPDATE steps SET wake_at = wake_at + %s WHERE uid = %s AND wake_at IS NOT NULL "
+            "AND state IN ('waiting', 'retrying')",
+            (tx.shift_timers, uid),
+        )
+    if tx.steps:
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                _STEP_UPSERT,
+                [
+                    (
+                        uid,
+                        step.key,
+                        step.name,
+                        step.count,
+                        step.kind,
+                        step.state,
+                        step.attempts,
+                        None if step.config is None else dumps(step.config),
+                        step.start,
+                        step.end,
+                        step.wake_at,
+                        dumps(step.value) if step.state == "complete" else None,
+                        None if step.error is None else dumps(step.error),
+                        step.event_type,
+                    )
+                    for step in tx.steps
+                ],
+            )
+    if tx.consume_event is not None:
+        seq, key = tx.consume_event
+        cursor = conn.execute(
+            "UPDATE events SET consumed_by = %s WHERE seq = %s AND uid = %s "
+            "AND consumed_by IS NULL",
+            (key, seq, uid),
+        )
+        if cursor.rowcount != 1:
+            raise WorkflowInternalError(f"event {seq} was already consumed")
+    if tx.add_event is not None:
+        event = tx.add_event
+        conn.execute(
+            "INSERT INTO events (uid, type, payload, ts, consumed_by) VALUES (%s, %s, %s, %s, %s)",
+            (uid, event.type, dumps(event.payload), event.ts, event.consumed_by),
+        )
+    if tx.instance:
+        columns = sorted(tx.instance)
+        if set(columns) - _INSTANCE_COLUMNS:
+            raise WorkflowInternalError(f"unknown instance columns {columns}")
+        values = [
+            dumps(tx.instance[c])
+            if c in _JSON_COLUMNS and tx.instance[c] is not None
+            else tx.instance[c]
+            for c in columns
+        ]
+        assignments = ", ".join(f"{c} = %s" for c in columns)
+        cursor = conn.execute(
+            f"UPDATE instances SET {assignments} WHERE uid = %s",  # noqa: S608
+            (*values, uid),
+        )
+        if cursor.rowcount != 1:
+            raise WorkflowInternalError(f"instance {uid} is gone")
+    return _insert_log(conn, tx.ident, tx.log)
+
+
+def _create(
+    conn: Conn, rows: list[InstanceRow], logs: list[LogEntry], skip: bool
+) -> tuple[list[bool], list[LogRecord]]:
+    inserted: list[bool] = []
+    records: list[LogRecord] = []
+    for row, entry in zip(rows, logs, strict=True):
+        cursor = conn.execute(
+            "INSERT INTO instances (uid, workflow, scope, id, params, envelope, status, "
+            "created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (workflow, scope, id) DO NOTHING",
+            (
+                row.uid,
+                row.workflow,
+                row.scope,
+                row.id,
+                dumps(row.params),
+                None if row.envelope is None else dumps(row.envelope),
+                row.status,
+                row.created,
+                row.updated,
+            ),
+        )
+        if cursor.rowcount != 1:
+            if not skip:
+                raise DuplicateInstanceError(row.id)
+            inserted.append(False)
+            continue
+        inserted.append(True)
+        ident = Ident(row.uid, row.id, row.workflow, row.scope)
+        records.extend(_insert_log(conn, ident, [entry]))
+    return inserted, records
