@@ -1,9 +1,10 @@
 """Fixtures for the wasm backend: the runner built once (cached on disk across runs), a real
 backend per test, a scripted host-side ``StepOps`` and an in-process driver to compare with.
 
-The session fixture calls ``build_runner``: on this machine it finds the component and its
-compiled form in the cache (``$DYNWF_CACHE_DIR`` or ``~/.cache/dynamic-workflows/wasm``); on
-a fresh machine it builds them here, in the test set-up (about 10–30 s).
+The session fixture ``wasm_runner`` (tests/conftest.py) calls ``build_runner``: on this
+machine it finds the component and its compiled form in the cache (``$DYNWF_CACHE_DIR`` or
+``~/.cache/dynamic-workflows/wasm``); on a fresh machine it builds them in the test set-up
+(about 10–30 s).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 
 from dynamic_workflows.sandbox import CodeBundle, IsolateLimits, RunResult
-from dynamic_workflows.sandbox._wasm import WasmBackend, WasmIsolate, build_runner
+from dynamic_workflows.sandbox._wasm import WasmBackend, WasmIsolate
 from dynamic_workflows.sdk import (
     Decision,
     Journal,
@@ -33,11 +34,6 @@ from dynamic_workflows.sdk import (
     error_to_dict,
     step_key,
 )
-
-
-@pytest.fixture(scope="session")
-def wasm_runner() -> Path:
-    return build_runner()
 
 
 @pytest.fixture
