@@ -31,33 +31,12 @@ import wit_world  # type: ignore[import-not-found]
 from wit_world.imports import host  # type: ignore[import-not-found]
 
 from dynamic_workflows import sdk
-from dynamic_workflows.sdk import _step as _sdk_step
 
 for _name in dynwf_allowlist.ALLOWLIST + dynwf_allowlist.HIDDEN:
     importlib.import_module(_name)
 
 _call = host.call
 _BUILTIN_MODULES = frozenset(sys.modules)
-_CO_VARARGS = 0x04
-
-
-def _fast_takes_argument(original: Any) -> Any:
-    """``inspect.signature`` costs ~25 µs per ``step.do`` in the runner; for a plain function
-    (the usual lambda) its code object answers the same question directly."""
-
-    def takes_argument(fn: Any) -> bool:
-        plain = type(fn) is types.FunctionType and not hasattr(fn, "__wrapped__")
-        if plain and "__signature__" not in fn.__dict__:
-            code = fn.__code__
-            required = code.co_argcount - len(fn.__defaults__ or ())
-            return required > 0 or bool(code.co_flags & _CO_VARARGS)
-        return bool(original(fn))
-
-    return takes_argument
-
-
-if callable(getattr(_sdk_step, "_takes_argument", None)):
-    _sdk_step._takes_argument = _fast_takes_argument(_sdk_step._takes_argument)
 
 
 class _HostError(Exception):
