@@ -9,7 +9,7 @@ Knows nothing of SQL, workflows or isolates: it imports only ``sdk`` (for the er
 msgspec and orjson, so the guest runtime inside an isolate uses it too.
 """
 
-from ._caps import Capability, ExportTable, Exposed, Exposure, Exposures, expose
+from ._caps import Capability, ExportTable, Exposed, Exposure, Exposures, expose, exposure_of
 from ._connection import ROOT, Connection, LogHandler, RemoteMethod, RemoteObject
 from ._errors import CapabilityError, ChannelClosedError, FrameTooLargeError, ProtocolError
 from ._frames import (
@@ -57,4 +57,5 @@ __all__ = [
     "decode_frame",
     "encode_frame",
     "expose",
+    "exposure_of",
 ]

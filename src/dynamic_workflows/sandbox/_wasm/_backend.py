@@ -40,7 +40,7 @@ import wasmtime
 from wasmtime import _bindings as wasmtime_ffi  # the epoch-deadline callback: no wrapper yet
 from wasmtime import component
 
-from ...rpc import ExportTable, Exposed, Exposure
+from ...rpc import ExportTable, Exposure, exposure_of
 from ...sdk import (
     IsolateLimitError,
     Journal,
@@ -179,29 +179,13 @@ class _Run:
     def _default(self, obj: Any) -> Any:
         if isinstance(obj, bytes | bytearray | memoryview):
             return {"$bytes": base64.b64encode(bytes(obj)).decode("ascii")}
-        found = _exposure_of(obj, self.exposures)
+        found = exposure_of(obj, self.exposures)
         if found is None:
             raise TypeError(f"{type(obj).__name__} cannot be handed to a wasm isolate")
         target, exposure = found
         cap_id = self.exports.export(obj, target, exposure)
         props = {name: getattr(target, name) for name in exposure.props}
         return {"$cap": cap_id, "props": props}
-
-
-def _exposure_of(obj: Any, exposures: Mapping[type, Exposure]) -> tuple[Any, Exposure] | None:
-    """The rpc package's rule, over our own transport: only objects whose class lists
-    ``__rpc_methods__``, that were ``expose()``d, or whose type is registered, cross."""
-    if isinstance(obj, Exposed):
-        return obj.target, obj.exposure
-    methods = getattr(type(obj), "__rpc_methods__", None)
-    if isinstance(methods, frozenset | set):
-        props = tuple(getattr(type(obj), "__rpc_props__", ()))
-        return obj, Exposure(frozenset(m for m in methods if not m.startswith("_")), props)
-    for cls in type(obj).__mro__:
-        exposure = exposures.get(cls)
-        if exposure is not None:
-            return obj, exposure
-    return None
 
 
 def _lost(reason: str, error: WorkflowError | None = None) -> IsolateLost:
