@@ -42,10 +42,11 @@ from ._store import (
     Tx,
     open_store,
 )
-from ._timeline import timeline
+from ._timeline import Timeline
 from ._types import TERMINAL, InstanceStatus
 
 Divergence = Literal["error", "warn"]
+MAX_CACHED_TIMELINES = 1024  # folded status timelines kept in memory (LRU)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Workflows:
         self._watchers: set[tuple[str | None, asyncio.Queue[LogRecord]]] = set()
         self._status_waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._running = False
+        self._timelines: dict[str, Timeline] = {}
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -387,8 +389,12 @@ class Workflows:
 
     async def _status(self, uid: str, instance_id: str) -> InstanceStatus:
         row = await self._row(uid, instance_id)
-        records = await self.store.history(uid)
-        return _status_of(row, timeline(records))
+        folded = self._timelines.pop(uid, None) or Timeline()
+        folded.fold(await self.store.history(uid, folded.seq))
+        self._timelines[uid] = folded  # most recently used last
+        while len(self._timelines) > MAX_CACHED_TIMELINES:
+            del self._timelines[next(iter(self._timelines))]
+        return _status_of(row, folded.steps())
 
     async def _pause(self, uid: str, instance_id: str) -> None:
         async with self._lock(uid):
@@ -519,6 +525,7 @@ class Workflows:
             row = await self._row(uid, instance_id)
             self._stop_execution(uid, "delete")
             self._interrupts.pop(uid, None)
+            self._timelines.pop(uid, None)
             await self._commit(
                 Tx(_ident(row), delete=True, log=[LogEntry("deleted", self.clock.now())])
             )

@@ -121,6 +121,7 @@ class Execution:
         self.drained.set()
         self._idle_gen = 0
         self.remote = False
+        self.quiescent = False  # remote runs: every branch has been waiting for a grace
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -147,7 +148,7 @@ class Execution:
     def _derived_status(self) -> str:
         if self.stop_reason == "pause":
             return "waitingForPause" if self.inflight else "paused"
-        if self.waits and not self.inflight:
+        if self.waits and not self.inflight and (self.quiescent or not self.remote):
             return "waiting"
         return "running"
 
@@ -173,6 +174,7 @@ class Execution:
 
     def _enter(self) -> None:
         self.busy += 1
+        self.quiescent = False
         caller = calling_step()
         if caller is None or caller.ops is not self:
             self.remote = True  # ops arrive over a channel: give sibling ops time to arrive
@@ -209,7 +211,13 @@ class Execution:
             return
         nearest = min(w.deadline for w in self.waits.values())
         if nearest - self.clock_now > self.engine.hibernate_after:
-            self.stop("hibernate")
+            self.stop("hibernate")  # the hibernation's record says "waiting"
+            return
+        if self.remote and not self.quiescent:
+            # S20 over a channel: "waiting" once every branch waits, not at the first wait.
+            self.quiescent = True
+            if self._derived_status() != self.status:
+                self.write_later(self.tx())
 
     def stop(self, reason: StopReason) -> None:
         """Make every op answer stop from now on; soft reasons yield to hard ones."""

@@ -183,6 +183,7 @@ class PostgresStore:
             try:
                 self._post([(future, True, fn(conn))])
             except Exception as error:
+                _drop_if_lost(conn, error)
                 self._post([(future, False, _internal(error))])
         self._write_group(conn, writes)
         return True
@@ -217,6 +218,7 @@ class PostgresStore:
             self.commits += 1
             self.writes += len(writes)
         except Exception as error:
+            _drop_if_lost(conn, error)
             failed = WorkflowInternalError(f"store commit failed: {error}")
             results = [(future, False, failed) for _, _, future in writes]
         self._post(results)
@@ -367,6 +369,13 @@ def _open_error(url: str, error: Exception) -> Exception:
         # psycopg's message names host and port, never the password; say which store failed.
         return WorkflowInternalError(f"cannot open the store {_redact(url)}: {error}")
     return error
+
+
+def _drop_if_lost(conn: Conn, error: Exception) -> None:
+    """Close a connection the server dropped (it may not know yet), so the next job reconnects."""
+    if isinstance(error, psycopg.OperationalError) or conn.broken:
+        with contextlib.suppress(Exception):
+            conn.close()
 
 
 def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

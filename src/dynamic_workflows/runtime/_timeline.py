@@ -32,32 +32,46 @@ def _output(value: Any) -> Any:
     return value if value == REDACTED else decode_value(value)
 
 
-def timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    steps: dict[str, dict[str, Any]] = {}
-    for record in records:
+class Timeline:
+    """An incrementally folded timeline: ``status()`` reads only the records after ``seq``."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+        self._steps: dict[str, dict[str, Any]] = {}
+
+    def fold(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self._apply(record)
+            self.seq = max(self.seq, int(record.get("seq") or 0))
+
+    def steps(self) -> list[dict[str, Any]]:
+        return [dict(step) for step in self._steps.values()]
+
+    def _apply(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
         key = record.get("step")
         data = record.get("data") or {}
         ts = record["ts"]
+        steps = self._steps
         if kind == "restarted":
-            steps = {}
-            continue
+            steps.clear()
+            return
         if key is None:
-            continue
+            return
         if kind == "step_started":
             steps[key] = _entry(data, "do", ts)
-            continue
+            return
         if kind == "sleep_started":
             steps[key] = _entry(data, "sleep", ts)
             steps[key]["state"] = "waiting"
-            continue
+            return
         if kind == "wait_started":
             steps[key] = _entry(data, "event", ts)
             steps[key]["state"] = "waiting"
-            continue
+            return
         step = steps.get(key)
         if step is None:
-            continue
+            return
         if kind == "attempt_started":
             step["attempts"] = data.get("attempt", step["attempts"] + 1)
             step["state"] = "running"
@@ -77,4 +91,10 @@ def timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             step["state"] = "errored"
             step["end"] = ts
             step["error"] = data.get("error")
-    return list(steps.values())
+
+
+def timeline(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fold a whole log (see :class:`Timeline` for the incremental form)."""
+    folded = Timeline()
+    folded.fold(records)
+    return folded.steps()
