@@ -1,5 +1,13 @@
 """The step protocol: how a workflow's ``step`` asks the host what to do.
 
+Changes (ENGINE-CORE): ``WorkflowStep.absorb_hits(keys)`` lets a host that forwarded a run to
+another runner (an isolate, wasm) add the journal keys that runner answered locally, so the
+host's divergence check (S36) sees them; unknown keys are ignored. The host answers a
+``do_end`` for a step with no attempt in flight, a malformed outcome or an oversized value
+with a typed ``raise`` decision; a value that is not plain JSON fails the instance (S10).
+``WorkflowStep`` marks its own op calls (``sdk._step.calling_step()``, a ContextVar) so the
+host can tell an in-process run from ops arriving over a channel; nothing on the wire changes.
+
 A step op never runs durable logic itself. It asks the host (the engine in-process, or the
 engine behind an RPC capability when the workflow runs in an isolate, or a wasm host call),
 which answers with a :class:`Decision`. Every argument and answer is plain JSON, so the same
