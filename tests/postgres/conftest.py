@@ -1,6 +1,7 @@
 """A real PostgreSQL 15 server for the tests in this directory, and a fresh database per test.
 
-``pg_server`` (session): a throwaway cluster (``_server.py``) on 127.0.0.1 at a free port,
+``pg_server`` (session): a throwaway cluster (``_server.py``) on 127.0.0.1 at a free port
+(``fsync=off``: see the fixture),
 stopped and removed at the end. If it cannot start, every test here fails with the reason;
 nothing is skipped. ``pg_url``: the URL of a new, empty database for this test.
 
@@ -56,7 +57,10 @@ def pg_server() -> Iterator[Server]:
     if _failed:
         pytest.fail(f"the PostgreSQL test server could not start: {_failed[0]}", pytrace=False)
     try:
-        cm = running()
+        # fsync=off: these tests cover behaviour, not power loss, and a fresh database per
+        # test would otherwise wait on the disk of this shared machine. The durability
+        # settings the store chooses (synchronous_commit) apply all the same.
+        cm = running(fsync=False)
         server = cm.__enter__()
     except ServerError as error:
         _failed.append(error)
