@@ -105,9 +105,11 @@ async def test_scoped_bindings_keep_envelopes_hidden_and_tenants_apart(pg_url: s
         assert list((await admin.envelope())["key order"]) == ["z", "a"]
         assert await engine.count_instances(scope="t:acme") == 1
     with psycopg.connect(pg_url) as conn:  # stored beside the instance, never in params
-        params, stored = conn.execute(
+        found = conn.execute(
             "SELECT params, envelope FROM instances WHERE uid = %s", (a.uid,)
         ).fetchone()
+    assert found is not None
+    params, stored = found
     assert json.loads(params) == {"n": 1}
     assert json.loads(stored) == envelope
 
@@ -239,7 +241,7 @@ def test_kill_9_during_a_step_loses_no_completed_step(pg_url: str, tmp_path: Pat
         assert proc.stdout is not None
         proc.stdout.close()
     with psycopg.connect(pg_url) as conn:
-        states = dict(conn.execute("SELECT key, state FROM steps").fetchall())
+        states: dict[str, str] = dict(conn.execute("SELECT key, state FROM steps").fetchall())
     assert states == {"s0-1": "complete", "s1-1": "running"}
     proc = start("2")
     with proc:
