@@ -121,7 +121,7 @@ class Execution:
         self.drained.set()
         self._idle_gen = 0
         self.remote = False
-        self.quiescent = False  # remote runs: every branch has been waiting for a grace
+        self.quiescent = False  # every branch has been waiting (for the grace)
 
     # -- bookkeeping --------------------------------------------------------------------
 
@@ -148,7 +148,7 @@ class Execution:
     def _derived_status(self) -> str:
         if self.stop_reason == "pause":
             return "waitingForPause" if self.inflight else "paused"
-        if self.waits and not self.inflight and (self.quiescent or not self.remote):
+        if self.waits and not self.inflight and self.quiescent:
             return "waiting"
         return "running"
 
@@ -213,8 +213,9 @@ class Execution:
         if nearest - self.clock_now > self.engine.hibernate_after:
             self.stop("hibernate")  # the hibernation's record says "waiting"
             return
-        if self.remote and not self.quiescent:
-            # S20 over a channel: "waiting" once every branch waits, not at the first wait.
+        if not self.quiescent:
+            # S20: "waiting" once every branch waits (so a status of "waiting" also means
+            # the hibernation, if any, has been decided: it writes "waiting" itself).
             self.quiescent = True
             if self._derived_status() != self.status:
                 self.write_later(self.tx())
