@@ -66,7 +66,7 @@ async def pg(pg_url: str) -> AsyncIterator[PostgresStore]:
 
 async def _read(store: PostgresStore, sql: str) -> Any:
     """Run ``sql`` on the store's own connection (to see its session settings)."""
-    return await store._submit(False, lambda conn: conn.execute(sql).fetchall())
+    return await store._read(lambda conn: conn.execute(sql).fetchall())
 
 
 def _tables(url: str) -> set[str]:
@@ -202,12 +202,17 @@ async def test_a_failing_write_fails_alone_in_its_group(pg: PostgresStore) -> No
     good = pg.commit(Tx(ident("u1", "a"), steps=[step], instance={"status": "running"}))
     bad = pg.commit(Tx(ident("gone", "g"), instance={"status": "running"}))
     dup = pg.create([row("u9", "a")], [LogEntry("queued", 1.0)], skip_existing=False)
+    # a uid already taken is refused by the server itself (it aborts the pipelined group)
+    taken = pg.create([row("u1", "other id")], [LogEntry("queued", 1.0)], skip_existing=True)
     also_good = pg.commit(Tx(ident("u1", "a"), log=[LogEntry("started", 2.0)]))
-    results = await asyncio.gather(good, bad, dup, also_good, return_exceptions=True)
+    results = await asyncio.gather(good, bad, dup, taken, also_good, return_exceptions=True)
     assert isinstance(results[1], WorkflowInternalError)
     assert isinstance(results[2], DuplicateInstanceError)
+    assert isinstance(results[3], WorkflowInternalError)
+    assert "duplicate key" in str(results[3])
     assert not isinstance(results[0], BaseException)
-    assert not isinstance(results[3], BaseException)
+    assert not isinstance(results[4], BaseException)
+    assert await pg.find("WF", "", "other id") is None
     loaded = await pg.load("u1")
     assert loaded is not None
     instance, steps = loaded

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
 from ..sdk import WorkflowInternalError
 from ._json import dumps, loads
@@ -47,6 +48,7 @@ from ._store import (
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 Job = tuple[bool, Callable[[Conn], Any], "asyncio.Future[Any]"]
+Finish = Callable[[], Any]  # a write's second half: checks and answer, once results are in
 MAX_GROUP = 512
 _INSTANCE_COLUMNS = {"status", "output", "error", "updated", "paused_at", "wake_at"}
 _JSON_COLUMNS = {"output", "error"}
@@ -67,10 +69,6 @@ _STEP_UPSERT = (
     '"end" = excluded."end", wake_at = excluded.wake_at, value = excluded.value, '
     "error = excluded.error, event_type = excluded.event_type"
 )
-
-
-class _Retry(Exception):
-    """A write in an optimistic group failed: replay the group with savepoints."""
 
 
 class PostgresStore:
@@ -191,30 +189,24 @@ class PostgresStore:
     def _write_group(self, conn: Conn, writes: list[Job]) -> None:
         if not writes:
             return
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        results: list[tuple[asyncio.Future[Any], bool, Any]]
         try:
             try:
-                with conn.transaction():
-                    for _, fn, future in writes:
-                        try:
-                            results.append((future, True, fn(conn)))
-                        except (psycopg.errors.QueryCanceled, psycopg.OperationalError):
-                            raise
-                        except Exception as error:
-                            raise _Retry from error
-            except _Retry:
-                results = []
-                with conn.transaction():
-                    for _, fn, future in writes:
-                        try:
-                            with conn.transaction():  # a savepoint
-                                value = fn(conn)
-                        except (psycopg.errors.QueryCanceled, psycopg.OperationalError):
-                            raise
-                        except Exception as error:
-                            results.append((future, False, _internal(error)))
-                        else:
-                            results.append((future, True, value))
+                # Two round trips for the whole group: BEGIN and every statement, then the
+                # COMMIT once the results passed their checks.
+                with conn.pipeline() as pipeline:
+                    conn.execute("BEGIN")
+                    finishers: list[Finish] = [fn(conn) for _, fn, _ in writes]
+                    pipeline.sync()
+                    values = [finish() for finish in finishers]  # checks; may raise
+                    conn.execute("COMMIT")
+                results = [(job[2], True, v) for job, v in zip(writes, values, strict=True)]
+            except Exception:
+                if conn.broken or conn.closed:
+                    raise
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                results = self._one_by_one(conn, writes)
             self.commits += 1
             self.writes += len(writes)
         except Exception as error:
@@ -223,6 +215,24 @@ class PostgresStore:
             results = [(future, False, failed) for _, _, future in writes]
         self._post(results)
 
+    def _one_by_one(
+        self, conn: Conn, writes: list[Job]
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """The group again in one transaction, each write in a savepoint: a bad one fails alone."""
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        with conn.transaction():
+            for _, fn, future in writes:
+                try:
+                    with conn.transaction():  # a savepoint
+                        value = fn(conn)()
+                except Exception as error:
+                    if conn.broken or conn.closed:
+                        raise
+                    results.append((future, False, _internal(error)))
+                else:
+                    results.append((future, True, value))
+        return results
+
     def _post(self, results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
@@ -230,22 +240,31 @@ class PostgresStore:
         with contextlib.suppress(RuntimeError):  # the loop closed under us
             loop.call_soon_threadsafe(_settle, results)
 
-    def _submit(self, write: bool, fn: Callable[[Conn], T]) -> asyncio.Future[T]:
+    def _enqueue(self, write: bool, fn: Callable[[Conn], Any]) -> asyncio.Future[Any]:
         if self._thread is None or self._loop is None:
             raise WorkflowInternalError("the store is not open")
-        future: asyncio.Future[T] = self._loop.create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put((write, fn, future))
         return future
+
+    def _read(self, fn: Callable[[Conn], T]) -> asyncio.Future[T]:
+        """A read: ``fn`` runs on the thread and its value is the answer."""
+        return self._enqueue(False, fn)
+
+    def _write(self, fn: Callable[[Conn], Callable[[], T]]) -> asyncio.Future[T]:
+        """A write: ``fn`` sends its statements (maybe pipelined with others) and returns
+        what, once their results are in, checks them and makes the answer."""
+        return self._enqueue(True, fn)
 
     # -- writes ------------------------------------------------------------------------
 
     def commit(self, tx: Tx) -> asyncio.Future[list[LogRecord]]:
-        return self._submit(True, lambda conn: _apply(conn, tx))
+        return self._write(lambda conn: _apply(conn, tx))
 
     async def create(
         self, rows: list[InstanceRow], logs: list[LogEntry], *, skip_existing: bool
     ) -> tuple[list[bool], list[LogRecord]]:
-        return await self._submit(True, lambda conn: _create(conn, rows, logs, skip_existing))
+        return await self._write(lambda conn: _create(conn, rows, logs, skip_existing))
 
     # -- reads -------------------------------------------------------------------------
 
@@ -254,7 +273,7 @@ class PostgresStore:
             row = conn.execute(f"{_INSTANCE_SELECT} WHERE uid = %s", (uid,)).fetchone()
             return _instance(row) if row else None
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def find(self, workflow: str, scope: str, id: str) -> InstanceRow | None:
         def read(conn: Conn) -> InstanceRow | None:
@@ -264,7 +283,7 @@ class PostgresStore:
             ).fetchone()
             return _instance(row) if row else None
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def load(self, uid: str) -> tuple[InstanceRow, list[StepRow]] | None:
         def read(conn: Conn) -> tuple[InstanceRow, list[StepRow]] | None:
@@ -278,7 +297,7 @@ class PostgresStore:
                 ).fetchall()
             return _instance(row), [_step(s) for s in steps]
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def oldest_event(self, uid: str, type: str) -> EventRow | None:
         def read(conn: Conn) -> EventRow | None:
@@ -289,7 +308,7 @@ class PostgresStore:
             ).fetchone()
             return EventRow(row[0], row[1], loads(row[2]), row[3]) if row else None
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def oldest_waiter(self, uid: str, type: str, now: float) -> StepRow | None:
         def read(conn: Conn) -> StepRow | None:
@@ -300,7 +319,7 @@ class PostgresStore:
             ).fetchone()
             return _step(row) if row else None
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def unfinished(self) -> list[InstanceRow]:
         def read(conn: Conn) -> list[InstanceRow]:
@@ -310,7 +329,7 @@ class PostgresStore:
             ).fetchall()
             return [_instance(r) for r in rows]
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def list_instances(
         self,
@@ -329,7 +348,7 @@ class PostgresStore:
             ).fetchall()
             return [_instance(r) for r in rows]
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def count_instances(
         self, workflow: str | None, scope: str | None, status: str | None
@@ -341,7 +360,7 @@ class PostgresStore:
             row = conn.execute(sql, args).fetchone()
             return int(row[0]) if row else 0
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
     async def history(self, uid: str, after_seq: int = 0) -> list[LogRecord]:
         def read(conn: Conn) -> list[LogRecord]:
@@ -352,7 +371,7 @@ class PostgresStore:
             ).fetchall()
             return [_record(r) for r in rows]
 
-        return await self._submit(False, read)
+        return await self._read(read)
 
 
 def _redact(url: str) -> str:
@@ -456,11 +475,11 @@ def _record(row: Any) -> LogRecord:
     }
 
 
-def _insert_log(conn: Conn, ident: Ident, entries: list[LogEntry]) -> list[LogRecord]:
-    """One INSERT for all lines; identity values are drawn in VALUES order, so the sorted
+def _insert_log(conn: Conn, ident: Ident, entries: list[LogEntry]) -> Callable[[], list[LogRecord]]:
+    """One INSERT for all lines. Identity values are drawn in VALUES order, so the sorted
     returned seqs belong to the entries in order."""
     if not entries:
-        return []
+        return list
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * len(entries))
     args: list[Any] = []
     for entry in entries:
@@ -474,12 +493,15 @@ def _insert_log(conn: Conn, ident: Ident, entries: list[LogEntry]) -> list[LogRe
             entry.step,
             dumps(entry.data),
         ]
-    rows = conn.execute(
+    cursor = conn.execute(
         "INSERT INTO log (uid, instance_id, workflow, scope, ts, kind, step, data) "  # noqa: S608 - placeholders only
         f"VALUES {values} RETURNING seq",
         args,
-    ).fetchall()
-    seqs = sorted(int(r[0]) for r in rows)
+    )
+    return lambda: _records(ident, entries, sorted(int(r[0]) for r in cursor.fetchall()))
+
+
+def _records(ident: Ident, entries: list[LogEntry], seqs: list[int]) -> list[LogRecord]:
     return [
         {
             "seq": seq,
@@ -496,7 +518,8 @@ def _insert_log(conn: Conn, ident: Ident, entries: list[LogEntry]) -> list[LogRe
     ]
 
 
-def _apply(conn: Conn, tx: Tx) -> list[LogRecord]:
+def _apply(conn: Conn, tx: Tx) -> Callable[[], list[LogRecord]]:
+    """Send ``tx``'s statements without waiting for any result (they may be pipelined)."""
     uid = tx.ident.uid
     if tx.delete:
         for table in ("steps", "events", "log", "instances"):
@@ -537,21 +560,22 @@ def _apply(conn: Conn, tx: Tx) -> list[LogRecord]:
                     for step in tx.steps
                 ],
             )
+    consumed = None
+    seq = 0
     if tx.consume_event is not None:
         seq, key = tx.consume_event
-        cursor = conn.execute(
+        consumed = conn.execute(
             "UPDATE events SET consumed_by = %s WHERE seq = %s AND uid = %s "
             "AND consumed_by IS NULL",
             (key, seq, uid),
         )
-        if cursor.rowcount != 1:
-            raise WorkflowInternalError(f"event {seq} was already consumed")
     if tx.add_event is not None:
         event = tx.add_event
         conn.execute(
             "INSERT INTO events (uid, type, payload, ts, consumed_by) VALUES (%s, %s, %s, %s, %s)",
             (uid, event.type, dumps(event.payload), event.ts, event.consumed_by),
         )
+    updated = None
     if tx.instance:
         columns = sorted(tx.instance)
         if set(columns) - _INSTANCE_COLUMNS:
@@ -563,25 +587,35 @@ def _apply(conn: Conn, tx: Tx) -> list[LogRecord]:
             for c in columns
         ]
         assignments = ", ".join(f"{c} = %s" for c in columns)
-        cursor = conn.execute(
+        updated = conn.execute(
             f"UPDATE instances SET {assignments} WHERE uid = %s",  # noqa: S608
             (*values, uid),
         )
-        if cursor.rowcount != 1:
+    records = _insert_log(conn, tx.ident, tx.log)
+
+    def finish() -> list[LogRecord]:
+        if consumed is not None and consumed.rowcount != 1:
+            raise WorkflowInternalError(f"event {seq} was already consumed")
+        if updated is not None and updated.rowcount != 1:
             raise WorkflowInternalError(f"instance {uid} is gone")
-    return _insert_log(conn, tx.ident, tx.log)
+        return records()
+
+    return finish
 
 
 def _create(
     conn: Conn, rows: list[InstanceRow], logs: list[LogEntry], skip: bool
-) -> tuple[list[bool], list[LogRecord]]:
-    inserted: list[bool] = []
-    records: list[LogRecord] = []
+) -> Callable[[], tuple[list[bool], list[LogRecord]]]:
+    """One statement per instance: insert it unless its id is taken, and its log line only
+    if it was inserted (so no result is needed before the next statement)."""
+    sent = []
     for row, entry in zip(rows, logs, strict=True):
         cursor = conn.execute(
-            "INSERT INTO instances (uid, workflow, scope, id, params, envelope, status, "
-            "created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (workflow, scope, id) DO NOTHING",
+            "WITH new AS (INSERT INTO instances (uid, workflow, scope, id, params, envelope, "
+            "status, created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (workflow, scope, id) DO NOTHING RETURNING uid) "
+            "INSERT INTO log (uid, instance_id, workflow, scope, ts, kind, step, data) "
+            "SELECT uid, %s, %s, %s, %s, %s, %s, %s FROM new RETURNING seq",
             (
                 row.uid,
                 row.workflow,
@@ -592,14 +626,29 @@ def _create(
                 row.status,
                 row.created,
                 row.updated,
+                row.id,
+                row.workflow,
+                row.scope,
+                entry.ts,
+                entry.kind,
+                entry.step,
+                dumps(entry.data),
             ),
         )
-        if cursor.rowcount != 1:
-            if not skip:
-                raise DuplicateInstanceError(row.id)
-            inserted.append(False)
-            continue
-        inserted.append(True)
-        ident = Ident(row.uid, row.id, row.workflow, row.scope)
-        records.extend(_insert_log(conn, ident, [entry]))
-    return inserted, records
+        sent.append((row, entry, cursor))
+
+    def finish() -> tuple[list[bool], list[LogRecord]]:
+        inserted: list[bool] = []
+        records: list[LogRecord] = []
+        for row, entry, cursor in sent:
+            seqs = [int(r[0]) for r in cursor.fetchall()]
+            if not seqs:
+                if not skip:
+                    raise DuplicateInstanceError(row.id)
+                inserted.append(False)
+                continue
+            inserted.append(True)
+            records += _records(Ident(row.uid, row.id, row.workflow, row.scope), [entry], seqs)
+        return inserted, records
+
+    return finish
