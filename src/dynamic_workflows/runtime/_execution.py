@@ -43,6 +43,7 @@ from ._clock import TimerHandle
 from ._json import NotPlainJSON, check_plain, dumps
 from ._policy import (
     DEFAULT_EVENT_TIMEOUT,
+    DEFAULT_TIMEOUT,
     bounded_error,
     check_error_dict,
     check_event_type,
@@ -69,6 +70,7 @@ LOST_ATTEMPT = {
     "message": "Attempt failed due to internal workflows error",
 }
 MAX_CONSECUTIVE_INTERRUPTS = 3
+DRAIN_MARGIN = 5.0  # real seconds past an attempt's timeout before it counts as lost
 HIBERNATE_HOPS = 3  # loop turns with every branch waiting before hibernating (in-process)
 REMOTE_GRACE = 0.05  # seconds, when the run's ops come over a channel (an isolate)
 StopReason = Literal[
@@ -882,7 +884,7 @@ class Execution:
             return
         if self.doomed or how == "stop":
             if self.stop_reason in ("pause", "replay", "hibernate") and self.inflight:
-                await self.drained.wait()
+                await self._drain()
             async with self.lock:
                 if self.closed:
                     return
@@ -925,6 +927,21 @@ class Execution:
                     log=[LogEntry("errored", now, None, {"error": error})],
                 )
             )
+
+    async def _drain(self) -> None:
+        """Wait for the callbacks still in flight to report (S30), but no longer than their
+        attempt timeouts (S17) and a margin: one that never reports (its runner went away
+        with the run) then counts as a lost attempt (S8) instead of holding the instance."""
+        timeouts = [
+            float((self.records[k].config or {}).get("timeout", DEFAULT_TIMEOUT))
+            for k in self.inflight
+        ]
+        try:
+            await asyncio.wait_for(self.drained.wait(), max(timeouts) + DRAIN_MARGIN)
+        except TimeoutError:
+            async with self.lock:
+                for key in list(self.inflight):
+                    await self._failed(self.records[key], dict(LOST_ATTEMPT), True, None)
 
     async def _divergence_ok(self) -> bool:
         """S36 at the end of an execution; False when the instance was failed for it."""
