@@ -1,21 +1,26 @@
-"""The PostgreSQL store: one connection, one dedicated thread, group commit.
+"""The PostgreSQL store: one connection, one dedicated thread, group commit, one round trip.
 
 Same shape as the SQLite store, for the same reasons: psycopg's blocking API on a thread
 keeps the event loop free of network waits and commits, and one FIFO thread makes "applied
 in submission order" free. Group commit: the thread drains every job queued while the
 previous commit was in flight and applies the writes in one transaction; every caller is
-answered right after that commit. The group runs optimistically without savepoints (each
-costs a round trip); if any write in it fails, the transaction is rolled back and the group
-is replayed with one savepoint per write, so a bad write fails alone. A read first commits
-the writes queued before it. ``durability="fsync"`` is ``synchronous_commit=on``, ``"os"`` is
-``off`` (a server crash may lose the last commits; the database stays consistent).
+answered right after that commit. The group is pipelined: BEGIN, every write's statements
+and COMMIT go out together and their results come back together, one round trip whatever
+the group's size (it matters once the server is on another machine). That works because no
+statement needs an earlier one's result: each write checks itself on the server
+(``dynwf_expect`` in ``_postgres_schema.py`` raises a SQLSTATE mapped back to the engine's
+error). If anything in the group fails, it is rolled back and replayed with one savepoint
+per write, so a bad write fails alone. A read first commits the writes queued before it.
+``durability="fsync"`` is ``synchronous_commit=on``, ``"os"`` is ``off`` (a server crash may
+lose the last commits; the database stays consistent).
 
 A broken connection (the server restarted) fails the jobs in hand with a
 ``WorkflowInternalError`` and is reopened for the next ones.
 
 Approaches dropped: psycopg's ``AsyncConnection`` on the engine's loop (a commit per call,
 no grouping, and every statement's round trip on the loop); a connection pool (one writer
-keeps the order; reads are rare on the hot path).
+keeps the order; reads are rare on the hot path); jsonb columns (see the schema); checks
+on the client between statements (a round trip each).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from psycopg.pq import TransactionStatus
 
 from ..sdk import WorkflowInternalError
 from ._json import dumps, loads
-from ._postgres_schema import migrate
+from ._postgres_schema import DUPLICATE, GONE, migrate
 from ._store import (
     DuplicateInstanceError,
     Durability,
@@ -48,7 +53,7 @@ from ._store import (
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
 Job = tuple[bool, Callable[[Conn], Any], "asyncio.Future[Any]"]
-Finish = Callable[[], Any]  # a write's second half: checks and answer, once results are in
+Finish = Callable[[], Any]  # a write's second half: its answer, once its results are in
 MAX_GROUP = 512
 _INSTANCE_COLUMNS = {"status", "output", "error", "updated", "paused_at", "wake_at"}
 _JSON_COLUMNS = {"output", "error"}
@@ -68,6 +73,18 @@ _STEP_UPSERT = (
     "attempts = excluded.attempts, config = excluded.config, start = excluded.start, "
     '"end" = excluded."end", wake_at = excluded.wake_at, value = excluded.value, '
     "error = excluded.error, event_type = excluded.event_type"
+)
+_CREATE = (
+    "WITH new AS (INSERT INTO instances (uid, workflow, scope, id, params, envelope, "
+    "status, created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (workflow, scope, id) DO NOTHING RETURNING uid), "
+    "line AS (INSERT INTO log (uid, instance_id, workflow, scope, ts, kind, step, data) "
+    "SELECT uid, %s, %s, %s, %s, %s, %s, %s FROM new RETURNING seq) "
+)
+_CREATE_SKIP = _CREATE + "SELECT (SELECT seq FROM line)"  # noqa: S608 - constants only
+_CREATE_STRICT = (  # a taken id fails the statement, so the whole call
+    _CREATE  # noqa: S608 - constants only
+    + "SELECT (SELECT seq FROM line), dynwf_expect((SELECT count(*) FROM line), 1, %s, %s)"
 )
 
 
@@ -192,14 +209,13 @@ class PostgresStore:
         results: list[tuple[asyncio.Future[Any], bool, Any]]
         try:
             try:
-                # Two round trips for the whole group: BEGIN and every statement, then the
-                # COMMIT once the results passed their checks.
-                with conn.pipeline() as pipeline:
+                # One round trip for the whole group: BEGIN, every statement (each checks
+                # itself on the server) and COMMIT are sent together, then read together.
+                with conn.pipeline():
                     conn.execute("BEGIN")
                     finishers: list[Finish] = [fn(conn) for _, fn, _ in writes]
-                    pipeline.sync()
-                    values = [finish() for finish in finishers]  # checks; may raise
                     conn.execute("COMMIT")
+                values = [finish() for finish in finishers]
                 results = [(job[2], True, v) for job, v in zip(writes, values, strict=True)]
             except Exception:
                 if conn.broken or conn.closed:
@@ -410,6 +426,11 @@ def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 def _internal(error: Exception) -> Exception:
     if isinstance(error, DuplicateInstanceError | WorkflowInternalError):
         return error
+    if isinstance(error, psycopg.Error) and error.diag.sqlstate in (GONE, DUPLICATE):
+        message = error.diag.message_primary or ""
+        if error.diag.sqlstate == DUPLICATE:
+            return DuplicateInstanceError(message)
+        return WorkflowInternalError(message)
     return WorkflowInternalError(f"store failure: {error}")
 
 
@@ -560,14 +581,13 @@ def _apply(conn: Conn, tx: Tx) -> Callable[[], list[LogRecord]]:
                     for step in tx.steps
                 ],
             )
-    consumed = None
-    seq = 0
     if tx.consume_event is not None:
         seq, key = tx.consume_event
-        consumed = conn.execute(
-            "UPDATE events SET consumed_by = %s WHERE seq = %s AND uid = %s "
-            "AND consumed_by IS NULL",
-            (key, seq, uid),
+        conn.execute(
+            "WITH hit AS (UPDATE events SET consumed_by = %s WHERE seq = %s AND uid = %s "
+            "AND consumed_by IS NULL RETURNING 1) "
+            "SELECT dynwf_expect((SELECT count(*) FROM hit), 1, %s, %s)",
+            (key, seq, uid, GONE, f"event {seq} was already consumed"),
         )
     if tx.add_event is not None:
         event = tx.add_event
@@ -575,7 +595,6 @@ def _apply(conn: Conn, tx: Tx) -> Callable[[], list[LogRecord]]:
             "INSERT INTO events (uid, type, payload, ts, consumed_by) VALUES (%s, %s, %s, %s, %s)",
             (uid, event.type, dumps(event.payload), event.ts, event.consumed_by),
         )
-    updated = None
     if tx.instance:
         columns = sorted(tx.instance)
         if set(columns) - _INSTANCE_COLUMNS:
@@ -587,68 +606,54 @@ def _apply(conn: Conn, tx: Tx) -> Callable[[], list[LogRecord]]:
             for c in columns
         ]
         assignments = ", ".join(f"{c} = %s" for c in columns)
-        updated = conn.execute(
-            f"UPDATE instances SET {assignments} WHERE uid = %s",  # noqa: S608
-            (*values, uid),
+        conn.execute(
+            f"WITH hit AS (UPDATE instances SET {assignments} WHERE uid = %s RETURNING 1) "  # noqa: S608
+            "SELECT dynwf_expect((SELECT count(*) FROM hit), 1, %s, %s)",
+            (*values, uid, GONE, f"instance {uid} is gone"),
         )
-    records = _insert_log(conn, tx.ident, tx.log)
-
-    def finish() -> list[LogRecord]:
-        if consumed is not None and consumed.rowcount != 1:
-            raise WorkflowInternalError(f"event {seq} was already consumed")
-        if updated is not None and updated.rowcount != 1:
-            raise WorkflowInternalError(f"instance {uid} is gone")
-        return records()
-
-    return finish
+    return _insert_log(conn, tx.ident, tx.log)
 
 
 def _create(
     conn: Conn, rows: list[InstanceRow], logs: list[LogEntry], skip: bool
 ) -> Callable[[], tuple[list[bool], list[LogRecord]]]:
     """One statement per instance: insert it unless its id is taken, and its log line only
-    if it was inserted (so no result is needed before the next statement)."""
+    if it was inserted; a taken id fails the statement (and the whole call) unless ``skip``."""
+    sql = _CREATE_SKIP if skip else _CREATE_STRICT
     sent = []
     for row, entry in zip(rows, logs, strict=True):
-        cursor = conn.execute(
-            "WITH new AS (INSERT INTO instances (uid, workflow, scope, id, params, envelope, "
-            "status, created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (workflow, scope, id) DO NOTHING RETURNING uid) "
-            "INSERT INTO log (uid, instance_id, workflow, scope, ts, kind, step, data) "
-            "SELECT uid, %s, %s, %s, %s, %s, %s, %s FROM new RETURNING seq",
-            (
-                row.uid,
-                row.workflow,
-                row.scope,
-                row.id,
-                dumps(row.params),
-                None if row.envelope is None else dumps(row.envelope),
-                row.status,
-                row.created,
-                row.updated,
-                row.id,
-                row.workflow,
-                row.scope,
-                entry.ts,
-                entry.kind,
-                entry.step,
-                dumps(entry.data),
-            ),
-        )
-        sent.append((row, entry, cursor))
+        args: list[Any] = [
+            row.uid,
+            row.workflow,
+            row.scope,
+            row.id,
+            dumps(row.params),
+            None if row.envelope is None else dumps(row.envelope),
+            row.status,
+            row.created,
+            row.updated,
+            row.id,
+            row.workflow,
+            row.scope,
+            entry.ts,
+            entry.kind,
+            entry.step,
+            dumps(entry.data),
+        ]
+        if not skip:
+            args += [DUPLICATE, row.id]
+        sent.append((row, entry, conn.execute(sql, args)))
 
     def finish() -> tuple[list[bool], list[LogRecord]]:
         inserted: list[bool] = []
         records: list[LogRecord] = []
         for row, entry, cursor in sent:
-            seqs = [int(r[0]) for r in cursor.fetchall()]
-            if not seqs:
-                if not skip:
-                    raise DuplicateInstanceError(row.id)
-                inserted.append(False)
-                continue
-            inserted.append(True)
-            records += _records(Ident(row.uid, row.id, row.workflow, row.scope), [entry], seqs)
+            found = cursor.fetchone()
+            seq = None if found is None else found[0]
+            inserted.append(seq is not None)
+            if seq is not None:
+                ident = Ident(row.uid, row.id, row.workflow, row.scope)
+                records += _records(ident, [entry], [int(seq)])
         return inserted, records
 
     return finish

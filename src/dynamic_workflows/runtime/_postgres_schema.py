@@ -78,7 +78,24 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "CREATE INDEX log_uid ON log (uid, seq)",
         ],
     ),
+    (
+        2,
+        [
+            # A write's checks run on the server, so a whole group commits in one round trip:
+            # a failed check aborts the transaction with a SQLSTATE the store maps back.
+            """CREATE FUNCTION dynwf_expect(n bigint, expected bigint, code text, message text)
+            RETURNS void LANGUAGE plpgsql AS $$
+            BEGIN
+                IF n <> expected THEN
+                    RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message;
+                END IF;
+            END $$""",
+        ],
+    ),
 ]
+
+GONE = "DWF01"  # SQLSTATE: the row a write needs is gone (instance deleted, event consumed)
+DUPLICATE = "DWF02"  # SQLSTATE: the instance id is in use (message: the id)
 
 LATEST = MIGRATIONS[-1][0]
 LOCK_KEY = 0x64796E7766  # "dynwf": the advisory lock that serialises migrations
