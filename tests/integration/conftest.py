@@ -230,15 +230,22 @@ async def history(
 
 
 async def wait_record(
-    engine: Workflows, inst: InstanceHandle, kind: str, *, timeout: float = HANG_GUARD
+    engine: Workflows,
+    inst: InstanceHandle,
+    kind: str,
+    *,
+    count: int = 1,
+    timeout: float = HANG_GUARD,
 ) -> dict[str, Any]:
-    """Wait until the event log holds a record of ``kind`` (e.g. ``"hibernated"``)."""
+    """Wait until the event log holds ``count`` records of ``kind`` (e.g. ``"hibernated"``:
+    a test that means to replay after hibernation waits for it before moving on, since
+    when a run hibernates is the engine's choice); returns the last of them."""
     try:
         with anyio.fail_after(timeout):
             while True:
                 found = await history(engine, inst, kind)
-                if found:
-                    return found[0]
+                if len(found) >= count:
+                    return found[count - 1]
                 await anyio.sleep(0.005)
     except TimeoutError:
         kinds = [r["kind"] for r in await history(engine, inst)]

@@ -23,7 +23,6 @@ from .conftest import (
     Register,
     RunEngine,
     has_step,
-    history,
     step_row,
     timer_set_for,
     wait_record,
@@ -71,12 +70,13 @@ async def test_s21_event_received_persisted_and_replayed(
     async with run_engine({"WF": Approval}, hibernate_after=1.0) as engine:
         inst = await engine.binding("WF").create()
         await wait_until(inst, _waiting_on("approval"))
+        await wait_record(engine, inst, "hibernated")
         clock.advance(60)
         await inst.send_event(type="approved", payload={"by": "ada", "n": [1, 2]})
         await wait_until(inst, _waiting_on("after"))
+        await wait_record(engine, inst, "hibernated", count=2)
         clock.advance(HOUR)
         st = await wait_status(inst, "complete", "errored")
-        assert await history(engine, inst, "hibernated")
     expected = {"payload": {"by": "ada", "n": [1, 2]}, "type": "approved", "at": T0 + 60}
     assert st.output == {**expected, "aware": True}
     assert step_row(st, "approval")["kind"] == "event"
@@ -90,8 +90,10 @@ async def test_s21_timeout_is_persisted_and_catchable(
         inst = await engine.binding("WF").create()
         await wait_until(inst, _waiting_on("approval"))
         await timer_set_for(clock, T0 + HOUR)
+        await wait_record(engine, inst, "hibernated")
         clock.advance(HOUR)
         await wait_until(inst, _waiting_on("after"))
+        await wait_record(engine, inst, "hibernated", count=2)
         await inst.send_event(type="approved", payload="too late")  # taken by no one
         clock.advance(HOUR)
         st = await wait_status(inst, "complete", "errored")

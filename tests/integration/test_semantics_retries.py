@@ -25,6 +25,7 @@ from .conftest import (
     has_step,
     history,
     step_row,
+    wait_record,
     wait_status,
     wait_until,
 )
@@ -231,10 +232,10 @@ async def test_s16_exhaustion_persists_the_final_error(
         await wait_until(
             kept, lambda st: has_step(st, "nap") and step_row(st, "nap")["state"] == "waiting"
         )
+        await wait_record(engine, kept, "hibernated")
         clock.advance(3600)
         st = await wait_status(kept, "complete", "errored")
         started = await history(engine, kept, "attempt_started", "e-1")
-        assert await history(engine, kept, "hibernated")
     assert st.status == "complete"
     assert st.output == {"name": "KeyError", "message": "'missing 2'"}
     assert len(started) == 2

@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import pytest
 
-from dynamic_workflows.runtime import InstanceStatus
 from dynamic_workflows.sdk import (
     StepContext,
     WorkflowEntrypoint,
@@ -35,6 +34,7 @@ from .conftest import (
     history,
     step_row,
     timer_set_for,
+    wait_record,
     wait_status,
     wait_until,
 )
@@ -306,18 +306,14 @@ async def test_s5_cache_hits_count_across_replays(
     # the replayed calls count, so the fourth step is over the limit of 3
     async with run_engine({"WF": ManySteps}, step_limit=3, hibernate_after=1.0) as engine:
         wf = engine.binding("WF")
-        ok = await wf.create(params={"steps": 3, "sleep": True})
-        over = await wf.create(params={"steps": 4, "sleep": True})
-        for inst in (ok, over):
-            while (await wait_status(inst, "waiting", "complete", "errored")).status == "waiting":
-                before = len((await inst.status()).steps)
-
-                def moved(st: InstanceStatus, before: int = before) -> bool:
-                    return len(st.steps) > before or st.status != "waiting"
-
+        done = []
+        for steps in (3, 4):
+            inst = await wf.create(params={"steps": steps, "sleep": True})
+            for slept in range(1, 4):
+                await wait_record(engine, inst, "hibernated", count=slept)
                 clock.advance(3600)
-                await wait_until(inst, moved)
-        st_ok, st_over = await ok.status(), await over.status()
+            done.append(await wait_status(inst, "complete", "errored"))
+        st_ok, st_over = done
     assert st_ok.status == "complete"
     assert st_ok.output == [0, 1, 2]
     assert st_over.status == "errored"
@@ -345,7 +341,7 @@ async def test_s6_identity_is_name_and_occurrence(
 ) -> None:
     async with run_engine({"WF": Occurrences}, hibernate_after=1.0) as engine:
         inst = await engine.binding("WF").create()
-        await wait_status(inst, "waiting")
+        await wait_record(engine, inst, "hibernated")
         clock.advance(3600)
         st = await wait_status(inst, "complete", "errored")
         # the replay after the sleep got every value from the journal: one attempt each
@@ -378,10 +374,9 @@ async def test_s7_replay_after_hibernation_returns_persisted_results(
 ) -> None:
     async with run_engine({"WF": Replayed}, hibernate_after=1.0) as engine:
         inst = await engine.binding("WF").create()
-        await wait_status(inst, "waiting")
+        await wait_record(engine, inst, "hibernated")
         clock.advance(3600)
         st = await wait_status(inst, "complete", "errored")
-        assert await history(engine, inst, "hibernated")
         assert len(await history(engine, inst, "attempt_started", "token-1")) == 1
         assert len(await history(engine, inst, "attempt_started", "nothing-1")) == 1
     assert st.status == "complete"
@@ -521,7 +516,7 @@ class SizedResults(WorkflowEntrypoint):
 async def test_s10_size_limit_and_bytes(run_engine: RunEngine, clock: RecordingClock) -> None:
     async with run_engine({"WF": SizedResults}, hibernate_after=1.0) as engine:
         inst = await engine.binding("WF").create()
-        await wait_status(inst, "waiting")
+        await wait_record(engine, inst, "hibernated")
         clock.advance(3600)  # the output below comes from a replay of the journal
         st = await wait_status(inst, "complete", "errored")
     assert st.status == "complete"
@@ -561,7 +556,8 @@ async def test_s11_sensitive_output_is_redacted_everywhere_it_is_shown(
 ) -> None:
     async with run_engine({"WF": Sensitive}, hibernate_after=1.0) as engine:
         inst = await engine.binding("WF").create()
-        waiting = await wait_status(inst, "waiting")
+        await wait_record(engine, inst, "hibernated")
+        waiting = await inst.status()
         clock.advance(3600)
         st = await wait_status(inst, "complete", "errored")
         records = await history(engine, inst)
