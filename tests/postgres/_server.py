@@ -6,8 +6,8 @@ OS user (``runuser``), and the temp dir is handed to it. Nothing here skips: if 
 cannot start, :class:`ServerError` says why (the binaries are installed by
 ``scripts/system-deps.sh``).
 
-Run ``python tests/postgres/_server.py`` to get a cluster in the foreground (prints the URL,
-Ctrl-C stops it).
+Run ``python tests/postgres/_server.py`` to get a cluster in the foreground (prints the URL;
+Ctrl-C or SIGTERM stops and removes it).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -174,9 +175,18 @@ def running(*, fsync: bool = True) -> Iterator[Server]:
         stop(server)
 
 
+def _serve() -> None:
+    """Foreground: print the URL, stop and remove the cluster on Ctrl-C or SIGTERM."""
+
+    def stop_on(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on)
+    with running() as server, contextlib.suppress(KeyboardInterrupt):
+        print(server.url(), flush=True)
+        while True:
+            time.sleep(3600)
+
+
 if __name__ == "__main__":
-    with running() as srv:
-        print(srv.url(), flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                time.sleep(3600)
+    _serve()
