@@ -111,3 +111,41 @@ async def test_malformed_requests_get_typed_errors(tmp_path: Path) -> None:
     assert bad.error["name"] == "WorkflowFatalError"
     assert "not serialisable" in bad.error["message"]
     assert (ok.status, ok.output) == ("complete", "still serving")
+
+
+class LateSleeper(WorkflowEntrypoint):
+    """Drives the ops as a remote runner would (not through this process's step), with the
+    second branch's op arriving late, after the first branch alone went idle."""
+
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        import asyncio
+
+        ops: Any = step.ops
+
+        async def late() -> Decision:
+            await asyncio.sleep(0.2)  # channel latency: later than the hibernation grace
+            decision: Decision = await ops.sleep("late", 1, 2 * 3600.0, None)
+            return decision
+
+        first, second = await asyncio.gather(ops.wait_for_event("w", 1, "go", 86400.0), late())
+        return [first["action"], second["action"]]
+
+
+async def test_a_sleep_asked_while_hibernating_is_recorded_with_its_own_timer(
+    tmp_path: Path,
+) -> None:
+    clock = ManualClock(1_700_000_000.0)
+    engine = Workflows(f"sqlite:///{tmp_path / 's.db'}", clock=clock, durability="os")
+    engine.register("LATE", LateSleeper)
+    async with engine:
+        inst = await engine.binding("LATE").create()
+        with anyio.fail_after(20):  # hang guard only
+            # a long wait shows "waiting" only through its hibernation's record
+            st = await inst.wait_for_status("waiting")
+        log = await engine.history(inst.uid)
+    started = {r["step"]: r for r in log if r["kind"] in ("sleep_started", "wait_started")}
+    assert set(started) == {"w-1", "late-1"}
+    assert started["late-1"]["data"]["until"] == 1_700_000_000.0 + 2 * 3600  # pinned when asked
+    hibernated = [r for r in log if r["kind"] == "hibernated"]
+    assert hibernated[-1]["data"]["until"] == 1_700_000_000.0 + 2 * 3600  # the earlier timer
+    assert st.status == "waiting"
