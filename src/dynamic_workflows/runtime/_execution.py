@@ -271,6 +271,7 @@ class Execution:
             return await wait.future
         finally:
             self.busy += 1
+            self.quiescent = False  # this branch runs again
             if wait.timer is not None:
                 wait.timer.cancel()
             if self.waits.get(wait.key) is wait:
