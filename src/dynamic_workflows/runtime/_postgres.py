@@ -14,6 +14,12 @@ per write, so a bad write fails alone. A read first commits the writes queued be
 ``durability="fsync"`` is ``synchronous_commit=on``, ``"os"`` is ``off`` (a server crash may
 lose the last commits; the database stays consistent).
 
+Several dispatchers (``node=...``, not driven by the engine yet, see POSTGRES-2 in
+team/engine-findings.md): ``claim`` takes unfinished instances with ``FOR UPDATE SKIP
+LOCKED`` under a lease on the server's clock, ``renew``/``release`` keep or drop them, every
+write is fenced (it commits only while this node holds the instance), and ``listen`` hears
+the NOTIFY every committed event sends. Without a node id none of this runs.
+
 A broken connection (the server restarted) fails the jobs in hand with a
 ``WorkflowInternalError`` and is reopened for the next ones.
 
@@ -29,7 +35,7 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import psycopg
@@ -37,7 +43,7 @@ from psycopg.pq import TransactionStatus
 
 from ..sdk import WorkflowInternalError
 from ._json import dumps, loads
-from ._postgres_schema import DUPLICATE, GONE, migrate
+from ._postgres_schema import DUPLICATE, GONE, LEASE_LOST, migrate
 from ._store import (
     DuplicateInstanceError,
     Durability,
@@ -76,10 +82,25 @@ _STEP_UPSERT = (
 )
 _CREATE = (
     "WITH new AS (INSERT INTO instances (uid, workflow, scope, id, params, envelope, "
-    "status, created, updated) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "status, created, updated, owner, lease_until) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, dynwf_now() + %s) "
     "ON CONFLICT (workflow, scope, id) DO NOTHING RETURNING uid), "
     "line AS (INSERT INTO log (uid, instance_id, workflow, scope, ts, kind, step, data) "
     "SELECT uid, %s, %s, %s, %s, %s, %s, %s FROM new RETURNING seq) "
+)
+_UNFINISHED = "('queued', 'running', 'waiting', 'waitingForPause')"
+_CLAIM = (
+    "UPDATE instances SET owner = %s, lease_until = dynwf_now() + %s WHERE uid IN ("  # noqa: S608 - constants only
+    f"SELECT uid FROM instances WHERE status IN {_UNFINISHED} "
+    "AND (owner IS NULL OR lease_until <= dynwf_now()) "
+    "AND (wake_at IS NULL OR %s::double precision IS NULL OR wake_at <= %s) "
+    "ORDER BY created, ord LIMIT %s FOR UPDATE SKIP LOCKED) "
+    "RETURNING uid, workflow, scope, id, params, envelope, status, output, error, created, "
+    "updated, paused_at, wake_at"
+)
+_FENCE = (
+    "SELECT dynwf_expect((SELECT count(*) FROM (SELECT 1 FROM instances WHERE uid = %s "
+    "AND owner = %s AND lease_until > dynwf_now() FOR UPDATE) AS mine), 1, %s, %s)"
 )
 _CREATE_SKIP = _CREATE + "SELECT (SELECT seq FROM line)"  # noqa: S608 - constants only
 _CREATE_STRICT = (  # a taken id fails the statement, so the whole call
@@ -88,14 +109,32 @@ _CREATE_STRICT = (  # a taken id fails the statement, so the whole call
 )
 
 
+class LeaseLostError(WorkflowInternalError):
+    """A node wrote to an instance it no longer holds (its lease ran out or was taken)."""
+
+
 class PostgresStore:
     """:class:`~._store.Store` on one PostgreSQL database (``postgresql://`` URL)."""
 
-    def __init__(self, url: str, *, durability: Durability = "fsync") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        durability: Durability = "fsync",
+        node: str | None = None,
+        lease: float = 30.0,
+    ) -> None:
+        """``node``: this dispatcher's id when several share the database (see the
+        "Several dispatchers" section below); None (the default) is the single-dispatcher
+        store, which never looks at leases."""
         if durability not in ("fsync", "os"):
             raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
         self.url = url
         self.durability: Durability = durability
+        self.node = node
+        self.lease = float(lease)
+        self._listener: threading.Thread | None = None
+        self._stop_listening = threading.Event()
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +163,10 @@ class PostgresStore:
             raise
 
     async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            self._stop_listening.set()
+            await asyncio.to_thread(listener.join)
         thread = self._thread
         if thread is None:
             return
@@ -275,12 +318,108 @@ class PostgresStore:
     # -- writes ------------------------------------------------------------------------
 
     def commit(self, tx: Tx) -> asyncio.Future[list[LogRecord]]:
-        return self._write(lambda conn: _apply(conn, tx))
+        return self._write(lambda conn: _apply(conn, tx, self.node))
 
     async def create(
         self, rows: list[InstanceRow], logs: list[LogEntry], *, skip_existing: bool
     ) -> tuple[list[bool], list[LogRecord]]:
-        return await self._write(lambda conn: _create(conn, rows, logs, skip_existing))
+        lease = self.lease if self.node is not None else None
+        return await self._write(
+            lambda conn: _create(conn, rows, logs, skip_existing, node=self.node, lease=lease)
+        )
+
+    # -- several dispatchers (node mode) -------------------------------------------------
+    # Not used by the engine yet: see POSTGRES-2 in team/engine-findings.md. Every write of a
+    # store with a node id is fenced: it commits only while this node holds the instance.
+
+    def _node(self) -> str:
+        if self.node is None:
+            raise WorkflowInternalError("leases need a store opened with a node id")
+        return self.node
+
+    async def claim(self, limit: int, horizon: float | None = None) -> list[InstanceRow]:
+        """Take up to ``limit`` unfinished instances nobody holds (or whose holder's lease ran
+        out), due by ``horizon`` (engine clock; None: any), oldest first. Rows another node
+        is claiming at the same moment are skipped, never waited for."""
+        args = (self._node(), self.lease, horizon, horizon, int(limit))
+
+        def send(conn: Conn) -> Callable[[], list[InstanceRow]]:
+            cursor = conn.execute(_CLAIM, args)
+            return lambda: sorted(map(_instance, cursor.fetchall()), key=lambda r: r.created)
+
+        return await self._write(send)
+
+    async def renew(self) -> set[str]:
+        """Extend every lease this node still holds; the uids it no longer holds are lost
+        (drop them without writing: another node replays them)."""
+        args = (self.lease, self._node())
+
+        def send(conn: Conn) -> Callable[[], set[str]]:
+            cursor = conn.execute(
+                "UPDATE instances SET lease_until = dynwf_now() + %s WHERE owner = %s "
+                "AND lease_until > dynwf_now() RETURNING uid",
+                args,
+            )
+            return lambda: {str(r[0]) for r in cursor.fetchall()}
+
+        return await self._write(send)
+
+    async def release(self, uids: Iterable[str]) -> None:
+        """Let go of instances (hibernated or finished): any node may claim them when due."""
+        args = (list(uids), self._node())
+
+        def send(conn: Conn) -> Callable[[], None]:
+            conn.execute(
+                "UPDATE instances SET owner = NULL, lease_until = NULL "
+                "WHERE uid = ANY(%s) AND owner = %s",
+                args,
+            )
+            return lambda: None
+
+        await self._write(send)
+
+    def listen(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(uid)`` on the event loop whenever any node commits an event for
+        ``uid`` (LISTEN/NOTIFY on a connection of its own)."""
+        if self._loop is None or self._listener is not None:
+            raise WorkflowInternalError("listen() needs an open store, once")
+        ready = threading.Event()
+        failed: list[Exception] = []
+        self._stop_listening.clear()
+        self._listener = threading.Thread(
+            target=self._listen, args=(callback, ready, failed), name="dynwf-listen", daemon=True
+        )
+        self._listener.start()
+        ready.wait()
+        if failed:
+            self._listener.join()
+            self._listener = None
+            raise _open_error(self.url, failed[0]) from failed[0]
+
+    def _listen(
+        self, callback: Callable[[str], None], ready: threading.Event, failed: list[Exception]
+    ) -> None:
+        try:
+            conn = psycopg.connect(
+                self.url, autocommit=True, application_name="dynamic-workflows-listen"
+            )
+            conn.execute("LISTEN dynwf")
+        except Exception as error:
+            failed.append(error)
+            ready.set()
+            return
+        ready.set()
+        loop = self._loop
+        try:
+            while not self._stop_listening.is_set():
+                for note in conn.notifies(timeout=0.2):
+                    if loop is not None and not loop.is_closed():
+                        with contextlib.suppress(RuntimeError):
+                            loop.call_soon_threadsafe(callback, note.payload)
+        except psycopg.Error:
+            pass  # the connection went away; the claim loop still finds due work
+        finally:
+            conn.close()
 
     # -- reads -------------------------------------------------------------------------
 
@@ -426,10 +565,12 @@ def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 def _internal(error: Exception) -> Exception:
     if isinstance(error, DuplicateInstanceError | WorkflowInternalError):
         return error
-    if isinstance(error, psycopg.Error) and error.diag.sqlstate in (GONE, DUPLICATE):
+    if isinstance(error, psycopg.Error) and error.diag.sqlstate in (GONE, DUPLICATE, LEASE_LOST):
         message = error.diag.message_primary or ""
         if error.diag.sqlstate == DUPLICATE:
             return DuplicateInstanceError(message)
+        if error.diag.sqlstate == LEASE_LOST:
+            return LeaseLostError(message)
         return WorkflowInternalError(message)
     return WorkflowInternalError(f"store failure: {error}")
 
@@ -539,9 +680,12 @@ def _records(ident: Ident, entries: list[LogEntry], seqs: list[int]) -> list[Log
     ]
 
 
-def _apply(conn: Conn, tx: Tx) -> Callable[[], list[LogRecord]]:
-    """Send ``tx``'s statements without waiting for any result (they may be pipelined)."""
+def _apply(conn: Conn, tx: Tx, node: str | None = None) -> Callable[[], list[LogRecord]]:
+    """Send ``tx``'s statements without waiting for any result (they may be pipelined).
+    With a ``node``, the first one fences the rest: it fails unless the node holds ``uid``."""
     uid = tx.ident.uid
+    if node is not None:
+        conn.execute(_FENCE, (uid, node, LEASE_LOST, f"node {node} no longer holds {uid}"))
     if tx.delete:
         for table in ("steps", "events", "log", "instances"):
             conn.execute(f"DELETE FROM {table} WHERE uid = %s", (uid,))  # noqa: S608
@@ -595,6 +739,8 @@ def _apply(conn: Conn, tx: Tx) -> Callable[[], list[LogRecord]]:
             "INSERT INTO events (uid, type, payload, ts, consumed_by) VALUES (%s, %s, %s, %s, %s)",
             (uid, event.type, dumps(event.payload), event.ts, event.consumed_by),
         )
+        if node is not None:  # delivered to listeners only if this commits
+            conn.execute("SELECT pg_notify('dynwf', %s)", (uid,))
     if tx.instance:
         columns = sorted(tx.instance)
         if set(columns) - _INSTANCE_COLUMNS:
@@ -615,7 +761,13 @@ def _apply(conn: Conn, tx: Tx) -> Callable[[], list[LogRecord]]:
 
 
 def _create(
-    conn: Conn, rows: list[InstanceRow], logs: list[LogEntry], skip: bool
+    conn: Conn,
+    rows: list[InstanceRow],
+    logs: list[LogEntry],
+    skip: bool,
+    *,
+    node: str | None = None,
+    lease: float | None = None,
 ) -> Callable[[], tuple[list[bool], list[LogRecord]]]:
     """One statement per instance: insert it unless its id is taken, and its log line only
     if it was inserted; a taken id fails the statement (and the whole call) unless ``skip``."""
@@ -632,6 +784,8 @@ def _create(
             row.status,
             row.created,
             row.updated,
+            node,
+            lease,
             row.id,
             row.workflow,
             row.scope,

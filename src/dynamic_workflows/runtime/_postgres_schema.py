@@ -92,10 +92,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             END $$""",
         ],
     ),
+    (
+        3,
+        [
+            # Several dispatchers on one database (used only when a store has a node id):
+            # the node holding an instance and until when (server clock, epoch seconds).
+            "ALTER TABLE instances ADD COLUMN owner text, ADD COLUMN lease_until double precision",
+            "CREATE INDEX instances_unfinished ON instances (created, ord) "
+            "WHERE status IN ('queued', 'running', 'waiting', 'waitingForPause')",
+            """CREATE FUNCTION dynwf_now() RETURNS double precision LANGUAGE sql VOLATILE AS
+            $$ SELECT extract(epoch FROM clock_timestamp())::double precision $$""",
+        ],
+    ),
 ]
 
 GONE = "DWF01"  # SQLSTATE: the row a write needs is gone (instance deleted, event consumed)
 DUPLICATE = "DWF02"  # SQLSTATE: the instance id is in use (message: the id)
+LEASE_LOST = "DWF03"  # SQLSTATE: this node no longer holds the instance it writes
 
 LATEST = MIGRATIONS[-1][0]
 LOCK_KEY = 0x64796E7766  # "dynwf": the advisory lock that serialises migrations
