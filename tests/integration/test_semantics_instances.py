@@ -171,6 +171,7 @@ async def test_s24_event_is_the_same_in_every_replay(
 # --- S25 -----------------------------------------------------------------------------------
 
 
+@pytest.mark.not_wasm(reason=NEEDS_EVENT_LOOP)
 async def test_s25_create_returns_at_once_with_a_uuid4(run_engine: RunEngine) -> None:
     async with run_engine({"WF": Hangs}) as engine:
         inst = await engine.binding("WF").create()
