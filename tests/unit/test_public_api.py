@@ -34,3 +34,34 @@ def test_errors_form_one_tree() -> None:
         obj = getattr(dynamic_workflows, name)
         if isinstance(obj, type) and name.endswith("Error"):
             assert issubclass(obj, dynamic_workflows.WorkflowError), name
+
+
+def test_every_name_in_all_is_routed_and_typed() -> None:
+    """The lazy table, the TYPE_CHECKING imports and __all__ name the same things."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(dynamic_workflows.__file__).read_text())
+    typed = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 1
+        for alias in node.names
+    }
+    assert typed == EXPECTED
+    assert set(dynamic_workflows._WHERE) == EXPECTED
+
+
+def test_importing_the_sdk_does_not_load_the_engine() -> None:
+    """Isolates import dynamic_workflows.sdk; the package root must not pull in the engine,
+    SQLite or anyio with it (checked in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, dynamic_workflows.sdk; "
+        "print(sorted(m for m in ('sqlite3', 'anyio', 'dynamic_workflows.runtime', "
+        "'dynamic_workflows.loader') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
