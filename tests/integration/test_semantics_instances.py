@@ -301,7 +301,8 @@ async def test_s28_status_and_timeline(run_engine: RunEngine, clock: RecordingCl
     async with run_engine({"WF": Timeline}) as engine:
         wf = engine.binding("WF")
         inst = await wf.create(id="t")
-        st = await wait_until(inst, _waiting_on("nap"))
+        # "waiting" once every branch waits (SPEC-5: on isolates a little after the record)
+        st = await wait_until(inst, lambda st: st.status == "waiting" and _waiting_on("nap")(st))
         assert (st.status, st.output, st.error) == ("waiting", None, None)
         assert st.id == "t"
         assert st.workflow == "WF"
