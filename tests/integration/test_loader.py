@@ -176,3 +176,44 @@ async def test_a_burst_past_the_cap_is_shed_when_calls_end(tmp_path: Path) -> No
             for worker in ("a", "b", "c", "d"):
                 tg.start_soon(call, worker)
         assert len(loader.isolates()) <= 2
+
+
+RETIRING = """
+import asyncio, secrets
+from dynamic_workflows.sdk import Response
+
+TOKEN = secrets.token_hex(8)  # one per isolate
+
+async def fetch(request, env):
+    if request.url == "/bomb":
+        return Response.json({"len": len(bytearray(10 ** 10))})
+    if request.url == "/slow":
+        await asyncio.sleep(0.5)
+    return Response.json({"token": TOKEN})
+"""
+
+
+async def test_a_retiring_isolate_finishes_its_calls_and_the_next_call_gets_a_new_one(
+    tmp_path: Path,
+) -> None:
+    async with WorkerLoader(backend="subprocess", code_dir=tmp_path) as loader:
+        entry = loader.get("r", lambda: WorkerCode("index.py", {"index.py": RETIRING}))
+        entrypoint = entry.get_entrypoint()
+        first = json.loads((await entrypoint.fetch(Request(url="/"))).body_bytes())["token"]
+        slow: list[str] = []
+
+        async def slow_call() -> None:
+            response = await entrypoint.fetch(Request(url="/slow"))
+            slow.append(json.loads(response.body_bytes())["token"])
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(slow_call)
+            with anyio.fail_after(10):  # the slow call is inside the isolate first
+                while not any(i["in_flight"] for i in loader.isolates()):  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            with pytest.raises(WorkflowError) as caught:
+                await entrypoint.fetch(Request(url="/bomb"))
+        after = json.loads((await entrypoint.fetch(Request(url="/"))).body_bytes())["token"]
+    assert getattr(caught.value, "limit", None) == "memory"
+    assert slow == [first]  # the call in flight finished in the retiring isolate
+    assert after != first  # and the next call got a fresh one

@@ -75,6 +75,7 @@ class _Slot:
         self.error: BaseException | None = None
         self.in_flight = 0
         self.last_used = time.monotonic()
+        self.retired = False
 
 
 class WorkerLoader:
@@ -199,8 +200,10 @@ class WorkerLoader:
         finally:
             slot.in_flight -= 1
             slot.last_used = time.monotonic()
-            if len(self._slots) > self.max_isolates:  # a burst went past the cap: shed now
-                with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
+                if slot.retired and slot.in_flight == 0:
+                    await self._close_slot(slot)
+                if len(self._slots) > self.max_isolates:  # a burst went past the cap: shed now
                     await self._evict_over_cap()
 
     async def _acquire(self, stub: WorkerStub, code: WorkerCode) -> _Slot:
@@ -208,7 +211,12 @@ class WorkerLoader:
         key = (worker_id, code.version, stub.generation)
         slot = self._slots.get(key)
         if slot is not None and slot.isolate is not None and not slot.isolate.alive:
-            await self._discard(slot)
+            # retiring (say after a MemoryError): new calls get a fresh isolate, and this one
+            # closes once the calls still in it have finished
+            del self._slots[key]
+            slot.retired = True
+            if slot.in_flight == 0:
+                await self._close_slot(slot)
             slot = None
         if slot is None:
             slot = _Slot(key)
