@@ -61,6 +61,13 @@ def gate(instance_id: str) -> asyncio.Event:
     return GATES.setdefault(instance_id, asyncio.Event())
 
 
+def new_gate(instance_id: str) -> asyncio.Event:
+    """A closed gate for this test (the suite runs again on other stores and backends in the
+    same process, so a gate left open by an earlier run must not leak in)."""
+    GATES[instance_id] = asyncio.Event()
+    return GATES[instance_id]
+
+
 def _waiting_on(name: str, count: int = 1) -> Any:
     def check(st: InstanceStatus) -> bool:
         return has_step(st, name, count) and step_row(st, name, count)["state"] == "waiting"
@@ -399,7 +406,7 @@ async def test_s30_pause_with_nothing_in_flight_freezes_timers(
 @pytest.mark.inprocess_only
 async def test_s30_pause_waits_for_callbacks_in_flight(run_engine: RunEngine) -> None:
     async with run_engine({"WF": Gated}) as engine:
-        gate("g1")
+        new_gate("g1")
         inst = await engine.binding("WF").create(id="g1")
         await wait_until(inst, _running("held"))
         await inst.pause()  # returns without waiting for the callback
@@ -448,7 +455,7 @@ async def test_s30_waiting_for_pause_found_at_start_becomes_paused(
     first = make_engine()
     register(first, "WF", Gated)
     async with first:
-        gate("g2")
+        new_gate("g2")
         inst = await first.binding("WF").create(id="g2")
         await wait_until(inst, _running("held"))
         await inst.pause()
@@ -483,7 +490,7 @@ async def test_s31_resume_from_waiting_for_pause_cancels_the_pause(
     run_engine: RunEngine,
 ) -> None:
     async with run_engine({"WF": Gated}) as engine:
-        gate("g3")
+        new_gate("g3")
         inst = await engine.binding("WF").create(id="g3")
         await wait_until(inst, _running("held"))
         await inst.pause()
@@ -893,7 +900,7 @@ async def test_s32_terminate_a_paused_instance(
 @pytest.mark.inprocess_only
 async def test_s32_terminate_while_waiting_for_pause(run_engine: RunEngine) -> None:
     async with run_engine({"WF": Gated}) as engine:
-        gate("g4")
+        new_gate("g4")
         inst = await engine.binding("WF").create(id="g4")
         await wait_until(inst, _running("held"))
         await inst.pause()
@@ -1013,8 +1020,8 @@ class TwoGated(WorkflowEntrypoint):
 @pytest.mark.inprocess_only
 async def test_s30_pause_waits_for_every_callback_in_flight(run_engine: RunEngine) -> None:
     async with run_engine({"WF": TwoGated}) as engine:
-        gate("two-1")
-        gate("two-2")
+        new_gate("two-1")
+        new_gate("two-2")
         inst = await engine.binding("WF").create(id="two")
         await wait_until(
             inst,
