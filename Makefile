@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 serve: $(STAMP)
-	$(BIN)/dynwf serve
+	$(BIN)/dynwf serve $(SERVE_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/dynwf bench
