@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Debian packages the tests need (Chromium for the browser tests, PostgreSQL 15 for tests/postgres). Idempotent: installs only what is missing.
+# Debian packages the tests need: Chromium (browser tests), PostgreSQL 15 (tests/postgres),
+# curl (the serve smoke run). Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v curl >/dev/null 2>&1 || need+=(curl)  # scripts/smoke-serve.sh
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)  # tests/postgres (POSTGRES)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
