@@ -44,6 +44,7 @@ from psycopg.pq import TransactionStatus
 from ..sdk import WorkflowInternalError
 from ._json import dumps, loads
 from ._postgres_schema import DUPLICATE, GONE, LEASE_LOST, migrate
+from ._rows import filters, instance_row, log_record, settle, step_row
 from ._store import (
     DuplicateInstanceError,
     Durability,
@@ -297,7 +298,7 @@ class PostgresStore:
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us
-            loop.call_soon_threadsafe(_settle, results)
+            loop.call_soon_threadsafe(settle, results)
 
     def _enqueue(self, write: bool, fn: Callable[[Conn], Any]) -> asyncio.Future[Any]:
         if self._thread is None or self._loop is None:
@@ -345,7 +346,7 @@ class PostgresStore:
 
         def send(conn: Conn) -> Callable[[], list[InstanceRow]]:
             cursor = conn.execute(_CLAIM, args)
-            return lambda: sorted(map(_instance, cursor.fetchall()), key=lambda r: r.created)
+            return lambda: sorted(map(instance_row, cursor.fetchall()), key=lambda r: r.created)
 
         return await self._write(send)
 
@@ -426,7 +427,7 @@ class PostgresStore:
     async def get(self, uid: str) -> InstanceRow | None:
         def read(conn: Conn) -> InstanceRow | None:
             row = conn.execute(f"{_INSTANCE_SELECT} WHERE uid = %s", (uid,)).fetchone()
-            return _instance(row) if row else None
+            return instance_row(row) if row else None
 
         return await self._read(read)
 
@@ -436,7 +437,7 @@ class PostgresStore:
                 f"{_INSTANCE_SELECT} WHERE workflow = %s AND scope = %s AND id = %s",
                 (workflow, scope, id),
             ).fetchone()
-            return _instance(row) if row else None
+            return instance_row(row) if row else None
 
         return await self._read(read)
 
@@ -450,7 +451,7 @@ class PostgresStore:
                 steps = conn.execute(
                     f"{_STEP_SELECT} WHERE uid = %s ORDER BY ord", (uid,)
                 ).fetchall()
-            return _instance(row), [_step(s) for s in steps]
+            return instance_row(row), [step_row(s) for s in steps]
 
         return await self._read(read)
 
@@ -472,7 +473,7 @@ class PostgresStore:
                 "AND event_type = %s AND wake_at > %s ORDER BY start NULLS FIRST, ord LIMIT 1",
                 (uid, type, now),
             ).fetchone()
-            return _step(row) if row else None
+            return step_row(row) if row else None
 
         return await self._read(read)
 
@@ -482,7 +483,7 @@ class PostgresStore:
                 f"{_INSTANCE_SELECT} WHERE status IN "
                 "('queued', 'running', 'waiting', 'waitingForPause') ORDER BY created, ord"
             ).fetchall()
-            return [_instance(r) for r in rows]
+            return [instance_row(r) for r in rows]
 
         return await self._read(read)
 
@@ -494,21 +495,21 @@ class PostgresStore:
         limit: int,
         offset: int,
     ) -> list[InstanceRow]:
-        where, args = _filters(workflow, scope, status)
+        where, args = filters(workflow, scope, status, placeholder="%s")
 
         def read(conn: Conn) -> list[InstanceRow]:
             rows = conn.execute(
                 f"{_INSTANCE_SELECT}{where} ORDER BY created DESC, ord DESC LIMIT %s OFFSET %s",
                 (*args, limit, offset),
             ).fetchall()
-            return [_instance(r) for r in rows]
+            return [instance_row(r) for r in rows]
 
         return await self._read(read)
 
     async def count_instances(
         self, workflow: str | None, scope: str | None, status: str | None
     ) -> int:
-        where, args = _filters(workflow, scope, status)
+        where, args = filters(workflow, scope, status, placeholder="%s")
 
         def read(conn: Conn) -> int:
             sql = "SELECT count(*) FROM instances" + where  # noqa: S608 - fixed column names; values are bound
@@ -524,7 +525,7 @@ class PostgresStore:
                 "WHERE uid = %s AND seq > %s ORDER BY seq",
                 (uid, after_seq),
             ).fetchall()
-            return [_record(r) for r in rows]
+            return [log_record(r) for r in rows]
 
         return await self._read(read)
 
@@ -552,16 +553,6 @@ def _drop_if_lost(conn: Conn, error: Exception) -> None:
             conn.close()
 
 
-def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in results:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
 def _internal(error: Exception) -> Exception:
     if isinstance(error, DuplicateInstanceError | WorkflowInternalError):
         return error
@@ -573,68 +564,6 @@ def _internal(error: Exception) -> Exception:
             return LeaseLostError(message)
         return WorkflowInternalError(message)
     return WorkflowInternalError(f"store failure: {error}")
-
-
-def _filters(
-    workflow: str | None, scope: str | None, status: str | None
-) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    for column, value in (("workflow", workflow), ("scope", scope), ("status", status)):
-        if value is not None:
-            clauses.append(f"{column} = %s")
-            args.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
-
-
-def _instance(row: Any) -> InstanceRow:
-    return InstanceRow(
-        uid=row[0],
-        workflow=row[1],
-        scope=row[2],
-        id=row[3],
-        params=loads(row[4]),
-        envelope=loads(row[5]),
-        status=row[6],
-        output=loads(row[7]),
-        error=loads(row[8]),
-        created=row[9],
-        updated=row[10],
-        paused_at=row[11],
-        wake_at=row[12],
-    )
-
-
-def _step(row: Any) -> StepRow:
-    return StepRow(
-        key=row[0],
-        name=row[1],
-        count=row[2],
-        kind=row[3],
-        state=row[4],
-        attempts=row[5],
-        config=loads(row[6]),
-        start=row[7],
-        end=row[8],
-        wake_at=row[9],
-        value=loads(row[10]),
-        error=loads(row[11]),
-        event_type=row[12],
-    )
-
-
-def _record(row: Any) -> LogRecord:
-    return {
-        "seq": row[0],
-        "uid": row[1],
-        "instance_id": row[2],
-        "workflow": row[3],
-        "scope": row[4],
-        "ts": row[5],
-        "kind": row[6],
-        "step": row[7],
-        "data": loads(row[8]),
-    }
 
 
 def _insert_log(conn: Conn, ident: Ident, entries: list[LogEntry]) -> Callable[[], list[LogRecord]]:

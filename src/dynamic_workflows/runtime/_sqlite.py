@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from ..sdk import WorkflowInternalError
 from ._json import dumps, loads
+from ._rows import filters, instance_row, log_record, settle, step_row
 from ._schema import migrate
 from ._store import (
     DuplicateInstanceError,
@@ -174,7 +175,7 @@ class SQLiteStore:
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us
-            loop.call_soon_threadsafe(_settle, results)
+            loop.call_soon_threadsafe(settle, results)
 
     def _submit(self, write: bool, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         if self._thread is None or self._loop is None:
@@ -198,7 +199,7 @@ class SQLiteStore:
     async def get(self, uid: str) -> InstanceRow | None:
         def read(conn: sqlite3.Connection) -> InstanceRow | None:
             row = conn.execute(f"{_INSTANCE_SELECT} WHERE uid = ?", (uid,)).fetchone()
-            return _instance(row) if row else None
+            return instance_row(row) if row else None
 
         return await self._submit(False, read)
 
@@ -208,7 +209,7 @@ class SQLiteStore:
                 f"{_INSTANCE_SELECT} WHERE workflow = ? AND scope = ? AND id = ?",
                 (workflow, scope, id),
             ).fetchone()
-            return _instance(row) if row else None
+            return instance_row(row) if row else None
 
         return await self._submit(False, read)
 
@@ -218,7 +219,7 @@ class SQLiteStore:
             if row is None:
                 return None
             steps = conn.execute(f"{_STEP_SELECT} WHERE uid = ? ORDER BY rowid", (uid,))
-            return _instance(row), [_step(s) for s in steps]
+            return instance_row(row), [step_row(s) for s in steps]
 
         return await self._submit(False, read)
 
@@ -240,7 +241,7 @@ class SQLiteStore:
                 "AND event_type = ? AND wake_at > ? ORDER BY start, rowid LIMIT 1",
                 (uid, type, now),
             ).fetchone()
-            return _step(row) if row else None
+            return step_row(row) if row else None
 
         return await self._submit(False, read)
 
@@ -250,7 +251,7 @@ class SQLiteStore:
                 f"{_INSTANCE_SELECT} WHERE status IN "
                 "('queued', 'running', 'waiting', 'waitingForPause') ORDER BY created"
             )
-            return [_instance(r) for r in rows]
+            return [instance_row(r) for r in rows]
 
         return await self._submit(False, read)
 
@@ -262,21 +263,21 @@ class SQLiteStore:
         limit: int,
         offset: int,
     ) -> list[InstanceRow]:
-        where, args = _filters(workflow, scope, status)
+        where, args = filters(workflow, scope, status, placeholder="?")
 
         def read(conn: sqlite3.Connection) -> list[InstanceRow]:
             rows = conn.execute(
                 f"{_INSTANCE_SELECT}{where} ORDER BY created DESC, rowid DESC LIMIT ? OFFSET ?",
                 (*args, limit, offset),
             )
-            return [_instance(r) for r in rows]
+            return [instance_row(r) for r in rows]
 
         return await self._submit(False, read)
 
     async def count_instances(
         self, workflow: str | None, scope: str | None, status: str | None
     ) -> int:
-        where, args = _filters(workflow, scope, status)
+        where, args = filters(workflow, scope, status, placeholder="?")
 
         def read(conn: sqlite3.Connection) -> int:
             sql = "SELECT count(*) FROM instances" + where  # noqa: S608 - fixed column names; values are bound
@@ -291,7 +292,7 @@ class SQLiteStore:
                 "WHERE uid = ? AND seq > ? ORDER BY seq",
                 (uid, after_seq),
             )
-            return [_record(r) for r in rows]
+            return [log_record(r) for r in rows]
 
         return await self._submit(False, read)
 
@@ -300,82 +301,10 @@ def _make_parent(path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
-def _settle(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in results:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
-
-
 def _internal(error: Exception) -> Exception:
     if isinstance(error, DuplicateInstanceError | WorkflowInternalError):
         return error
     return WorkflowInternalError(f"store failure: {error}")
-
-
-def _filters(
-    workflow: str | None, scope: str | None, status: str | None
-) -> tuple[str, tuple[Any, ...]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    for column, value in (("workflow", workflow), ("scope", scope), ("status", status)):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            args.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
-
-
-def _instance(row: Any) -> InstanceRow:
-    return InstanceRow(
-        uid=row[0],
-        workflow=row[1],
-        scope=row[2],
-        id=row[3],
-        params=loads(row[4]),
-        envelope=loads(row[5]),
-        status=row[6],
-        output=loads(row[7]),
-        error=loads(row[8]),
-        created=row[9],
-        updated=row[10],
-        paused_at=row[11],
-        wake_at=row[12],
-    )
-
-
-def _step(row: Any) -> StepRow:
-    return StepRow(
-        key=row[0],
-        name=row[1],
-        count=row[2],
-        kind=row[3],
-        state=row[4],
-        attempts=row[5],
-        config=loads(row[6]),
-        start=row[7],
-        end=row[8],
-        wake_at=row[9],
-        value=loads(row[10]),
-        error=loads(row[11]),
-        event_type=row[12],
-    )
-
-
-def _record(row: Any) -> LogRecord:
-    return {
-        "seq": row[0],
-        "uid": row[1],
-        "instance_id": row[2],
-        "workflow": row[3],
-        "scope": row[4],
-        "ts": row[5],
-        "kind": row[6],
-        "step": row[7],
-        "data": loads(row[8]),
-    }
 
 
 def _insert_log(conn: sqlite3.Connection, ident: Ident, entries: list[LogEntry]) -> list[LogRecord]:
