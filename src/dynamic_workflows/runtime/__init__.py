@@ -9,9 +9,11 @@ in-process, in a subprocess isolate or in wasm.
 from ._clock import Clock, ManualClock, SystemClock
 from ._engine import InstanceHandle, WorkflowBinding, Workflows
 from ._store import Store, open_store
+from ._types import STATUSES as INSTANCE_STATUSES
 from ._types import ExecutionInterrupted, InstanceStatus, WorkflowContext
 
 __all__ = [
+    "INSTANCE_STATUSES",
     "Clock",
     "ExecutionInterrupted",
     "InstanceHandle",

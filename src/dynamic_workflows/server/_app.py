@@ -27,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..runtime import InstanceHandle, InstanceStatus
+from ..runtime import INSTANCE_STATUSES, InstanceHandle, InstanceStatus
 from ..sdk import (
     InstanceNotFoundError,
     IsolateLimitError,
@@ -61,19 +61,7 @@ TENANT_HEADERS = {
     "content-security-policy": "sandbox allow-scripts allow-forms allow-popups allow-modals",
     "x-content-type-options": "nosniff",
 }
-STATUSES = frozenset(
-    {
-        "queued",
-        "running",
-        "paused",
-        "waiting",
-        "waitingForPause",
-        "complete",
-        "errored",
-        "terminated",
-        "unknown",
-    }
-)
+STATUSES = frozenset(INSTANCE_STATUSES)  # S29
 M = TypeVar("M", bound=BaseModel)
 
 
