@@ -10,6 +10,7 @@ the host). Any defect in an incoming frame closes this connection and nothing el
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import inspect
@@ -145,6 +146,10 @@ class Connection(asyncio.Protocol):
             self._exports.pin(ROOT, root, found[1], found[0])
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._handling: dict[int, asyncio.Task[None]] = {}
+        # calls past max_inflight wait here while reading is paused (backpressure: a peer
+        # that floods us stalls, it is not refused)
+        self._backlog: collections.deque[Call] = collections.deque()
+        self._reading_paused = False
         self._imports: dict[int, weakref.ref[RemoteObject]] = {}
         self._import_counts: dict[int, int] = {}
         self._next_id = 1
@@ -369,6 +374,8 @@ class Connection(asyncio.Protocol):
             task = self._handling.pop(frame.id, None)
             if task is not None:
                 task.cancel()
+            else:
+                self._backlog = collections.deque(c for c in self._backlog if c.id != frame.id)
         elif isinstance(frame, Release):
             self._exports.release(frame.cap, frame.count)
         elif isinstance(frame, Log) and self._on_log is not None:
@@ -377,11 +384,15 @@ class Connection(asyncio.Protocol):
     def _on_call(self, frame: Call) -> None:
         if frame.id in self._handling:
             raise ProtocolError(f"call id {frame.id} reused while in flight")
+        if len(self._handling) >= self.max_inflight:
+            self._backlog.append(frame)
+            if not self._reading_paused and self._transport is not None:
+                self._transport.pause_reading()
+                self._reading_paused = True
+            return
         args = self._import(frame.args, frame.caps)
         kwargs = self._import(frame.kwargs, frame.caps)
         try:
-            if len(self._handling) >= self.max_inflight:
-                raise CapabilityError(f"more than {self.max_inflight} calls in flight")
             fn = self._exports.resolve(frame.cap, frame.method)
         except CapabilityError as error:
             self._answer_error(frame.id, error)
@@ -392,6 +403,15 @@ class Connection(asyncio.Protocol):
             self._serve(frame.id, fn, args, kwargs), context=contextvars.Context()
         )
         self._handling[frame.id] = task
+        task.add_done_callback(self._call_done)
+
+    def _call_done(self, _task: asyncio.Task[None]) -> None:
+        """A call finished: serve waiting calls, then read again once none wait."""
+        while self._backlog and len(self._handling) < self.max_inflight and not self.closed:
+            self._on_call(self._backlog.popleft())
+        if self._reading_paused and not self._backlog and self._transport is not None:
+            self._transport.resume_reading()
+            self._reading_paused = False
 
     async def _serve(
         self, call_id: int, fn: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]
