@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import queue
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -44,7 +43,7 @@ from psycopg.pq import TransactionStatus
 from ..sdk import WorkflowInternalError
 from ._json import dumps, loads
 from ._postgres_schema import DUPLICATE, GONE, LEASE_LOST, migrate
-from ._rows import filters, instance_row, log_record, settle, step_row
+from ._rows import filters, instance_row, log_record, step_row
 from ._store import (
     DuplicateInstanceError,
     Durability,
@@ -56,12 +55,11 @@ from ._store import (
     StepRow,
     Tx,
 )
+from ._writer import Job, Results, WriterThread
 
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
-Job = tuple[bool, Callable[[Conn], Any], "asyncio.Future[Any]"]
 Finish = Callable[[], Any]  # a write's second half: its answer, once its results are in
-MAX_GROUP = 512
 _INSTANCE_COLUMNS = {"status", "output", "error", "updated", "paused_at", "wake_at"}
 _JSON_COLUMNS = {"output", "error"}
 _INSTANCE_SELECT = (
@@ -114,8 +112,10 @@ class LeaseLostError(WorkflowInternalError):
     """A node wrote to an instance it no longer holds (its lease ran out or was taken)."""
 
 
-class PostgresStore:
+class PostgresStore(WriterThread[Conn]):
     """:class:`~._store.Store` on one PostgreSQL database (``postgresql://`` URL)."""
+
+    thread_name = "dynwf-postgres"
 
     def __init__(
         self,
@@ -130,17 +130,13 @@ class PostgresStore:
         store, which never looks at leases."""
         if durability not in ("fsync", "os"):
             raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
+        super().__init__()
         self.url = url
         self.durability: Durability = durability
         self.node = node
         self.lease = float(lease)
         self._listener: threading.Thread | None = None
         self._stop_listening = threading.Event()
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.commits = 0  # transactions committed (group commit shows as commits < writes)
-        self.writes = 0
 
     def __repr__(self) -> str:  # never show the password
         return f"PostgresStore({_redact(self.url)!r}, durability={self.durability!r})"
@@ -148,32 +144,14 @@ class PostgresStore:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        ready: asyncio.Future[None] = self._loop.create_future()
-        self._thread = threading.Thread(
-            target=self._main, args=(ready,), name="dynwf-postgres", daemon=True
-        )
-        self._thread.start()
-        try:
-            await ready
-        except BaseException:
-            thread, self._thread = self._thread, None
-            await asyncio.to_thread(thread.join)
-            raise
+        await self._start()
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             self._stop_listening.set()
             await asyncio.to_thread(listener.join)
-        thread = self._thread
-        if thread is None:
-            return
-        self._queue.put(None)
-        await asyncio.to_thread(thread.join)
-        self._thread = None
+        await self._stop()
 
     # -- the thread --------------------------------------------------------------------
 
@@ -190,7 +168,7 @@ class PostgresStore:
             raise
         return conn
 
-    def _main(self, ready: asyncio.Future[None]) -> None:
+    def _open_connection(self) -> Conn:
         try:
             conn = self._connect()
             try:
@@ -199,25 +177,10 @@ class PostgresStore:
                 conn.close()
                 raise
         except Exception as error:
-            self._post([(ready, False, _open_error(self.url, error))])
-            return
-        self._post([(ready, True, None)])
-        try:
-            while True:
-                job = self._queue.get()
-                jobs: list[Job | None] = [job]
-                while len(jobs) < MAX_GROUP:
-                    try:
-                        jobs.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                conn = self._reconnect(conn)
-                if not self._run(conn, jobs):
-                    return
-        finally:
-            conn.close()
+            raise _open_error(self.url, error) from error
+        return conn
 
-    def _reconnect(self, conn: Conn) -> Conn:
+    def _fresh(self, conn: Conn) -> Conn:
         if not conn.broken and not conn.closed:
             return conn
         conn.close()
@@ -226,31 +189,12 @@ class PostgresStore:
         except psycopg.Error:
             return conn  # still broken: the jobs fail with the connection's error
 
-    def _run(self, conn: Conn, jobs: list[Job | None]) -> bool:
-        """Run jobs in order, grouping consecutive writes; False once told to stop."""
-        writes: list[Job] = []
-        for job in jobs:
-            if job is None:
-                self._write_group(conn, writes)
-                return False
-            if job[0]:
-                writes.append(job)
-                continue
-            self._write_group(conn, writes)
-            writes = []
-            _, fn, future = job
-            try:
-                self._post([(future, True, fn(conn))])
-            except Exception as error:
-                _drop_if_lost(conn, error)
-                self._post([(future, False, _internal(error))])
-        self._write_group(conn, writes)
-        return True
+    def _failed(self, conn: Conn, error: Exception) -> Exception:
+        _drop_if_lost(conn, error)
+        return _internal(error)
 
-    def _write_group(self, conn: Conn, writes: list[Job]) -> None:
-        if not writes:
-            return
-        results: list[tuple[asyncio.Future[Any], bool, Any]]
+    def _write_group(self, conn: Conn, writes: list[Job]) -> Results:
+        results: Results
         try:
             try:
                 # One round trip for the whole group: BEGIN, every statement (each checks
@@ -273,7 +217,7 @@ class PostgresStore:
             _drop_if_lost(conn, error)
             failed = WorkflowInternalError(f"store commit failed: {error}")
             results = [(future, False, failed) for _, _, future in writes]
-        self._post(results)
+        return results
 
     def _one_by_one(
         self, conn: Conn, writes: list[Job]
@@ -292,20 +236,6 @@ class PostgresStore:
                 else:
                     results.append((future, True, value))
         return results
-
-    def _post(self, results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed under us
-            loop.call_soon_threadsafe(settle, results)
-
-    def _enqueue(self, write: bool, fn: Callable[[Conn], Any]) -> asyncio.Future[Any]:
-        if self._thread is None or self._loop is None:
-            raise WorkflowInternalError("the store is not open")
-        future: asyncio.Future[Any] = self._loop.create_future()
-        self._queue.put((write, fn, future))
-        return future
 
     def _read(self, fn: Callable[[Conn], T]) -> asyncio.Future[T]:
         """A read: ``fn`` runs on the thread and its value is the answer."""

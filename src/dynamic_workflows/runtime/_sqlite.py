@@ -16,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import queue
 import sqlite3
-import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ..sdk import WorkflowInternalError
 from ._json import dumps, loads
-from ._rows import filters, instance_row, log_record, settle, step_row
+from ._rows import filters, instance_row, log_record, step_row
 from ._schema import migrate
 from ._store import (
     DuplicateInstanceError,
@@ -37,10 +35,9 @@ from ._store import (
     StepRow,
     Tx,
 )
+from ._writer import Job, Results, WriterThread
 
 T = TypeVar("T")
-Job = tuple[bool, Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]
-MAX_GROUP = 512
 _INSTANCE_COLUMNS = {"status", "output", "error", "updated", "paused_at", "wake_at"}
 _JSON_COLUMNS = {"output", "error"}
 _INSTANCE_SELECT = (
@@ -53,45 +50,31 @@ _STEP_SELECT = (
 )
 
 
-class SQLiteStore:
+class SQLiteStore(WriterThread[sqlite3.Connection]):
     """:class:`~._store.Store` on one SQLite file in WAL mode."""
+
+    thread_name = "dynwf-sqlite"
 
     def __init__(self, path: str, *, durability: Durability = "fsync") -> None:
         if durability not in ("fsync", "os"):
             raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
+        super().__init__()
         self.path = path
         self.durability: Durability = durability
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.commits = 0  # transactions committed (group commit shows as commits < writes)
-        self.writes = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._thread is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(_make_parent, self.path)
-        ready: asyncio.Future[None] = self._loop.create_future()
-        self._thread = threading.Thread(
-            target=self._main, args=(ready,), name="dynwf-sqlite", daemon=True
-        )
-        self._thread.start()
-        await ready
+        if self._thread is None:
+            await asyncio.to_thread(_make_parent, self.path)
+        await self._start()
 
     async def close(self) -> None:
-        thread = self._thread
-        if thread is None:
-            return
-        self._queue.put(None)
-        await asyncio.to_thread(thread.join)
-        self._thread = None
+        await self._stop()
 
     # -- the thread --------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _open_connection(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         sync = "FULL" if self.durability == "fsync" else "NORMAL"
@@ -101,51 +84,11 @@ class SQLiteStore:
         migrate(conn)
         return conn
 
-    def _main(self, ready: asyncio.Future[None]) -> None:
-        try:
-            conn = self._connect()
-        except BaseException as error:
-            self._post([(ready, False, error)])
-            return
-        self._post([(ready, True, None)])
-        try:
-            while True:
-                job = self._queue.get()
-                jobs: list[Job | None] = [job]
-                while len(jobs) < MAX_GROUP:
-                    try:
-                        jobs.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                if not self._run(conn, jobs):
-                    return
-        finally:
-            conn.close()
+    def _failed(self, conn: sqlite3.Connection, error: Exception) -> Exception:
+        return _internal(error)
 
-    def _run(self, conn: sqlite3.Connection, jobs: list[Job | None]) -> bool:
-        """Run jobs in order, grouping consecutive writes; False once told to stop."""
-        writes: list[Job] = []
-        for job in jobs:
-            if job is None:
-                self._write_group(conn, writes)
-                return False
-            if job[0]:
-                writes.append(job)
-                continue
-            self._write_group(conn, writes)
-            writes = []
-            _, fn, future = job
-            try:
-                self._post([(future, True, fn(conn))])
-            except Exception as error:
-                self._post([(future, False, _internal(error))])
-        self._write_group(conn, writes)
-        return True
-
-    def _write_group(self, conn: sqlite3.Connection, writes: list[Job]) -> None:
-        if not writes:
-            return
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+    def _write_group(self, conn: sqlite3.Connection, writes: list[Job]) -> Results:
+        results: Results = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             for _, fn, future in writes:
@@ -168,21 +111,10 @@ class SQLiteStore:
                     conn.execute("ROLLBACK")
             failed = WorkflowInternalError(f"store commit failed: {error}")
             results = [(future, False, failed) for _, _, future in writes]
-        self._post(results)
-
-    def _post(self, results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return
-        with contextlib.suppress(RuntimeError):  # the loop closed under us
-            loop.call_soon_threadsafe(settle, results)
+        return results
 
     def _submit(self, write: bool, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
-        if self._thread is None or self._loop is None:
-            raise WorkflowInternalError("the store is not open")
-        future: asyncio.Future[T] = self._loop.create_future()
-        self._queue.put((write, fn, future))
-        return future
+        return self._enqueue(write, fn)
 
     # -- writes ------------------------------------------------------------------------
 
