@@ -373,7 +373,9 @@ class Execution:
                 rec = StepRow(key, name, count, "do", "running", 1, merged, start=now)
                 self.records[key] = rec
                 self._inflight(key, 1)
-                self.write_later(
+                # durable before the callback runs: an attempt in flight at a crash must be
+                # found and counted as failed on restart (S8)
+                await self.write(
                     self.tx(
                         steps=[rec],
                         log=[
@@ -418,7 +420,7 @@ class Execution:
             rec.attempts += 1
             rec.wake_at = None
             self._inflight(rec.key, rec.attempts)
-            self.write_later(
+            await self.write(  # durable before the attempt runs (S8)
                 self.tx(
                     steps=[rec],
                     log=[LogEntry("attempt_started", now, rec.key, {"attempt": rec.attempts})],
