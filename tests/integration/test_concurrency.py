@@ -31,6 +31,39 @@ class Mixed(WorkflowEntrypoint):
         return {"n": n, "b": b, "got": got}
 
 
+async def drive_mixed(engine: Workflows, clock: ManualClock) -> None:
+    """Start N ``Mixed`` instances on a running engine and drive them all to complete: half
+    the events arrive before their instance waits (buffered), half after."""
+    wf = engine.binding("MIXED")
+    handles: list[InstanceHandle] = []
+    for start in range(0, N, 100):
+        handles += await wf.create_batch(
+            [{"id": f"i{n}", "params": {"n": n}} for n in range(start, start + 100)]
+        )
+    assert len(handles) == N
+    for n in range(0, N, 4):
+        await handles[n].send_event(type="go", payload={"for": n})
+    sent: set[int] = set()
+    with anyio.fail_after(90):  # hang guard only
+        for _ in range(12):
+            async with anyio.create_task_group() as tg:
+                for h in handles:
+                    tg.start_soon(h.wait_for_status, "waiting", "complete")
+            for n in range(2, N, 4):
+                if n not in sent and (await handles[n].status()).status == "waiting":
+                    sent.add(n)
+                    await handles[n].send_event(type="go", payload={"for": n})
+            clock.advance(HOUR)
+        async with anyio.create_task_group() as tg:
+            for h in handles:
+                tg.start_soon(h.wait_for_status, "complete", "errored")
+    for n, h in enumerate(handles):
+        st = await h.status()
+        assert st.status == "complete", (n, st.error)
+        assert st.output == {"n": n, "b": 2 * n + 1, "got": {"for": n} if n % 2 == 0 else None}
+    assert await engine.count_instances(workflow="MIXED", status="complete") == N
+
+
 async def test_200_instances_in_flight(tmp_path: Path) -> None:
     clock = ManualClock(1_700_000_000.0)
     engine = Workflows(
@@ -38,32 +71,4 @@ async def test_200_instances_in_flight(tmp_path: Path) -> None:
     )
     engine.register("MIXED", Mixed)
     async with engine:
-        wf = engine.binding("MIXED")
-        handles: list[InstanceHandle] = []
-        for start in range(0, N, 100):
-            handles += await wf.create_batch(
-                [{"id": f"i{n}", "params": {"n": n}} for n in range(start, start + 100)]
-            )
-        assert len(handles) == N
-        # Half the events arrive before their instance waits (buffered), half after.
-        for n in range(0, N, 4):
-            await handles[n].send_event(type="go", payload={"for": n})
-        sent: set[int] = set()
-        with anyio.fail_after(60):  # hang guard only
-            for _ in range(12):
-                async with anyio.create_task_group() as tg:
-                    for h in handles:
-                        tg.start_soon(h.wait_for_status, "waiting", "complete")
-                for n in range(2, N, 4):
-                    if n not in sent and (await handles[n].status()).status == "waiting":
-                        sent.add(n)
-                        await handles[n].send_event(type="go", payload={"for": n})
-                clock.advance(HOUR)
-            async with anyio.create_task_group() as tg:
-                for h in handles:
-                    tg.start_soon(h.wait_for_status, "complete", "errored")
-        for n, h in enumerate(handles):
-            st = await h.status()
-            assert st.status == "complete", (n, st.error)
-            assert st.output == {"n": n, "b": 2 * n + 1, "got": {"for": n} if n % 2 == 0 else None}
-        assert await engine.count_instances(workflow="MIXED", status="complete") == N
+        await drive_mixed(engine, clock)

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import anyio
 import psycopg
 import pytest
 
-from dynamic_workflows.runtime import InstanceHandle, ManualClock, WorkflowContext, Workflows
+from dynamic_workflows.runtime import ManualClock, WorkflowContext, Workflows
 from dynamic_workflows.runtime._postgres import PostgresStore
 from dynamic_workflows.sdk import (
     InstanceNotFoundError,
@@ -26,7 +25,7 @@ from dynamic_workflows.sdk import (
     WorkflowEvent,
     WorkflowStep,
 )
-from integration.test_concurrency import HOUR, Mixed, N
+from integration.test_concurrency import HOUR, Mixed, drive_mixed
 
 T0 = 1_700_000_000.0
 
@@ -39,34 +38,7 @@ async def test_200_instances_in_flight(pg_url: str) -> None:
     async with engine:
         store = engine.store
         assert isinstance(store, PostgresStore)
-        wf = engine.binding("MIXED")
-        handles: list[InstanceHandle] = []
-        for start in range(0, N, 100):
-            handles += await wf.create_batch(
-                [{"id": f"i{n}", "params": {"n": n}} for n in range(start, start + 100)]
-            )
-        assert len(handles) == N
-        for n in range(0, N, 4):  # buffered: sent before the instance waits
-            await handles[n].send_event(type="go", payload={"for": n})
-        sent: set[int] = set()
-        with anyio.fail_after(90):  # hang guard only
-            for _ in range(12):
-                async with anyio.create_task_group() as tg:
-                    for h in handles:
-                        tg.start_soon(h.wait_for_status, "waiting", "complete")
-                for n in range(2, N, 4):
-                    if n not in sent and (await handles[n].status()).status == "waiting":
-                        sent.add(n)
-                        await handles[n].send_event(type="go", payload={"for": n})
-                clock.advance(HOUR)
-            async with anyio.create_task_group() as tg:
-                for h in handles:
-                    tg.start_soon(h.wait_for_status, "complete", "errored")
-        for n, h in enumerate(handles):
-            st = await h.status()
-            assert st.status == "complete", (n, st.error)
-            assert st.output == {"n": n, "b": 2 * n + 1, "got": {"for": n} if n % 2 == 0 else None}
-        assert await engine.count_instances(workflow="MIXED", status="complete") == N
+        await drive_mixed(engine, clock)
         assert store.commits < store.writes  # transitions of many instances shared commits
 
 
