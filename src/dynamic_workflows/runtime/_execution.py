@@ -285,6 +285,14 @@ class Execution:
             return _raise(WorkflowError(f"invalid step occurrence {count!r}"))
         return None
 
+    async def _recorded(self, key: str, kind: str) -> tuple[StepRow | None, Decision | None]:
+        """(lock held) The record of ``key`` if it is of ``kind``; a record of another kind
+        goes to the divergence rule (S36), which either answers or lets the op go on as new."""
+        rec = self.records.get(key)
+        if rec is None or rec.kind == kind:
+            return rec, None
+        return None, await self._kind_mismatch(rec, kind)
+
     async def _kind_mismatch(self, rec: StepRow, kind: str) -> Decision | None:
         """S36: a recorded step asked for as another kind. None means "go on as new"."""
         message = (
@@ -362,12 +370,9 @@ class Execution:
                         "Split the work across more instances or raise the engine's step_limit."
                     )
                 )
-            rec = self.records.get(key)
-            if rec is not None and rec.kind != "do":
-                mismatch = await self._kind_mismatch(rec, "do")
-                if mismatch is not None:
-                    return mismatch
-                rec = None
+            rec, mismatch = await self._recorded(key, "do")
+            if mismatch is not None:
+                return mismatch
             if rec is None:
                 now = self.clock_now
                 rec = StepRow(key, name, count, "do", "running", 1, merged, start=now)
@@ -632,12 +637,9 @@ class Execution:
             if stopped is not None:
                 return stopped
             self.asked.add(key)
-            rec = self.records.get(key)
-            if rec is not None and rec.kind != "sleep":
-                mismatch = await self._kind_mismatch(rec, "sleep")
-                if mismatch is not None:
-                    return mismatch
-                rec = None
+            rec, mismatch = await self._recorded(key, "sleep")
+            if mismatch is not None:
+                return mismatch
             if rec is not None and rec.state == "complete":
                 return NONE_VALUE
             if key in self.waits or key in self.inflight:
@@ -734,12 +736,9 @@ class Execution:
             if stopped is not None:
                 return stopped
             self.asked.add(key)
-            rec = self.records.get(key)
-            if rec is not None and rec.kind != "event":
-                mismatch = await self._kind_mismatch(rec, "event")
-                if mismatch is not None:
-                    return mismatch
-                rec = None
+            rec, mismatch = await self._recorded(key, "event")
+            if mismatch is not None:
+                return mismatch
             if rec is not None and rec.state == "complete":
                 return {"action": "value", "value": rec.value}
             if rec is not None and rec.state == "errored":
